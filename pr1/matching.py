@@ -1,0 +1,99 @@
+"""Pairwise rewards and one-to-one matchers, shared by detection (boxes) and counting (points).
+
+A matcher takes an (N predictions x M ground truths) reward matrix and returns the matched index pairs as
+`(rows, cols)` integer arrays of equal length min(N, M) (callers drop pairs whose reward is 0). One-to-one
+matching is what stops a duplicated prediction from being paid twice.
+- hungarian: the assignment maximising the total reward (scipy `linear_sum_assignment`); the paper's.
+- naive: the i-th prediction with the i-th ground truth; the paper's "w/o reward matching" ablation.
+- greedy: repeatedly take the largest remaining reward; a common cheap approximation, never above hungarian.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+MatcherName = Literal["hungarian", "naive", "greedy"]
+Pairs = tuple[np.ndarray, np.ndarray]
+
+
+def _as(arr: np.ndarray | list, width: int) -> np.ndarray:
+    return np.asarray(arr, dtype=float).reshape(-1, width)
+
+
+def box_validity(boxes: np.ndarray | list) -> np.ndarray:
+    """Finite boxes with x2 > x1 and y2 > y1 (reversed or empty boxes are invalid, never repaired)."""
+    b = _as(boxes, 4)
+    return np.isfinite(b).all(axis=1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+
+
+def iou_matrix(a: np.ndarray | list, b: np.ndarray | list) -> np.ndarray:
+    """IoU of every box of `a` (N, 4) with every box of `b` (M, 4), xyxy; invalid boxes give 0."""
+    a, b = _as(a, 4), _as(b, 4)
+    va, vb = box_validity(a), box_validity(b)
+    a, b = np.where(va[:, None], a, 0.0), np.where(vb[:, None], b, 0.0)
+    with np.errstate(all="ignore"):  # overflow of absurd coordinates ends as 0 below
+        iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+        ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+        inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+        area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+        area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        union = area_a[:, None] + area_b[None, :] - inter
+        iou = np.where(union > 0, inter / union, 0.0)
+    iou = np.clip(np.nan_to_num(iou, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0)
+    return iou * (va[:, None] & vb[None, :])
+
+
+def point_similarity(p: np.ndarray | list, q: np.ndarray | list, scale: float) -> np.ndarray:
+    """max(0, 1 - |p_i - q_j| / scale) for every pair of points; non-finite points give 0."""
+    p, q = _as(p, 2), _as(q, 2)
+    with np.errstate(all="ignore"):
+        dist = np.sqrt(((p[:, None, :] - q[None, :, :]) ** 2).sum(axis=-1))
+    sim = np.clip(1.0 - dist / scale, 0.0, 1.0)
+    return np.nan_to_num(sim, nan=0.0)
+
+
+def hungarian(reward: np.ndarray) -> Pairs:
+    """Maximum-total-reward one-to-one assignment."""
+    rows, cols = linear_sum_assignment(reward, maximize=True)
+    return rows.astype(np.intp), cols.astype(np.intp)
+
+
+def naive(reward: np.ndarray) -> Pairs:
+    """The i-th prediction with the i-th ground truth, in the order written."""
+    k = np.arange(min(reward.shape), dtype=np.intp)
+    return k, k.copy()
+
+
+def greedy(reward: np.ndarray) -> Pairs:
+    """Repeatedly match the largest remaining entry, removing its row and column."""
+    r = np.array(reward, dtype=float)
+    rows, cols = [], []
+    for _ in range(min(r.shape)):
+        i, j = np.unravel_index(np.argmax(r), r.shape)
+        rows.append(i)
+        cols.append(j)
+        r[i, :] = -np.inf
+        r[:, j] = -np.inf
+    return np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+
+
+MATCHERS: dict[str, Callable[[np.ndarray], Pairs]] = {
+    "hungarian": hungarian,
+    "naive": naive,
+    "greedy": greedy,
+}
+
+
+def match(reward: np.ndarray, matcher: str) -> Pairs:
+    """Match with the named matcher; empty pairs when either side is empty."""
+    if matcher not in MATCHERS:
+        raise ValueError(f"unknown matcher {matcher!r}; valid: {sorted(MATCHERS)}")
+    reward = np.asarray(reward, dtype=float)
+    if reward.ndim != 2 or 0 in reward.shape:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty.copy()
+    return MATCHERS[matcher](reward)

@@ -1,0 +1,353 @@
+"""The LightningModule that owns the policy and the frozen reference and runs one GRPO (or SFT) step.
+
+Read `_grpo_step` top to bottom: rollout -> rewards -> group advantages -> old/ref log-probs -> mu clipped
+updates with the k3 KL penalty. The math lives in pr1/grpo.py; this file only wires tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from transformers import GenerationConfig
+
+from pr1 import grpo
+from pr1.model import Reference
+from pr1.tasks.task import Task
+
+
+class PR1Module(L.LightningModule):
+    def __init__(self, cfg: DictConfig, task: Task, policy, processor):
+        super().__init__()
+        self.automatic_optimization = False  # GRPO needs mu updates per rollout batch: we drive the optimizer
+        self.cfg = cfg
+        self.obj = cfg.objective
+        self.task = task
+        self.policy = policy
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        eos = policy.generation_config.eos_token_id
+        self.eos_ids = sorted(
+            {self.end_id, *(eos if isinstance(eos, list) else [eos] if eos is not None else [])}
+        )
+        rl = self.obj.name == "rl"
+        if rl and self.obj.loss_type not in grpo.LOSS_TYPES:
+            raise ValueError(
+                f"objective.loss_type must be one of {grpo.LOSS_TYPES}, got {self.obj.loss_type!r}"
+            )
+        self.reference = Reference(policy, lora=cfg.model.lora.enabled) if rl and self.obj.beta > 0 else None
+        self.val_outputs: list[tuple[str, dict]] = []
+        # Vision placeholders must never be sampled: a completion holding one would not match its image features.
+        vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+        self.suppress_ids = [i for i in self.tokenizer.convert_tokens_to_ids(list(vision)) if i is not None]
+
+    # ----------------------------------------------------------------------------------------- optimizer
+    def configure_optimizers(self):
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.obj.lr, weight_decay=self.obj.weight_decay)
+        warmup = max(int(self.obj.warmup_steps), 0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        if self.reference is not None:
+            self.reference.to(self.device)
+
+    # ------------------------------------------------------------------------------------------ encoding
+    def encode_prompts(self, batch: list[dict]):
+        """Chat template + processor over the prompts of a batch (left padded, images patchified)."""
+        texts = [
+            self.processor.apply_chat_template(
+                self.task.messages(r), add_generation_prompt=True, tokenize=False
+            )
+            for r in batch
+        ]
+        enc = self.processor(text=texts, images=[r["pil"] for r in batch], padding=True, return_tensors="pt")
+        n_img = int((enc["input_ids"] == self.policy.config.image_token_id).sum())
+        expected = int(enc["image_grid_thw"].prod(-1).sum()) // self.processor.image_processor.merge_size**2
+        if n_img != expected:
+            raise RuntimeError(f"image tokens were truncated: {n_img} in the prompt, {expected} expected")
+        return enc.to(self.device)
+
+    @staticmethod
+    def repeat_prompts(enc, g: int) -> dict:
+        """Repeat each prompt (and its image patches) g times, row i*g..i*g+g-1 for prompt i."""
+        sizes = enc["image_grid_thw"].prod(-1).tolist()
+        patches = torch.split(enc["pixel_values"], sizes)
+        return {
+            "input_ids": enc["input_ids"].repeat_interleave(g, 0),
+            "attention_mask": enc["attention_mask"].repeat_interleave(g, 0),
+            "mm_token_type_ids": enc["mm_token_type_ids"].repeat_interleave(g, 0),
+            "pixel_values": torch.cat([p for p in patches for _ in range(g)]),
+            "image_grid_thw": enc["image_grid_thw"].repeat_interleave(g, 0),
+        }
+
+    @staticmethod
+    def select(prompts: dict, rows: torch.Tensor) -> dict:
+        """The prompt tensors of a subset of rows (image patches are sliced per row)."""
+        sizes = prompts["image_grid_thw"].prod(-1)
+        starts = torch.cumsum(sizes, 0) - sizes
+        patches = [
+            prompts["pixel_values"][s : s + n] for s, n in zip(starts[rows].tolist(), sizes[rows].tolist())
+        ]
+        out = {k: v[rows] for k, v in prompts.items() if k != "pixel_values"}
+        out["pixel_values"] = torch.cat(patches)
+        return out
+
+    def generation_config(self, **overrides) -> GenerationConfig:
+        """The policy's generation config (a copy) with pr1's end tokens, padding and suppressed vision tokens.
+
+        Every sampling knob is set explicitly by the caller: checkpoint defaults (Qwen2-VL ships top_k=1,
+        top_p=0.001) must never leak into rollouts.
+        """
+        gen = copy.deepcopy(self.policy.generation_config)
+        gen.update(
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            suppress_tokens=self.suppress_ids,
+            **overrides,
+        )
+        return gen
+
+    def completion_mask(self, completion_ids: torch.Tensor) -> torch.Tensor:
+        """1 up to and including the first end-of-turn token, 0 after it."""
+        is_eos = torch.isin(completion_ids, torch.tensor(self.eos_ids, device=completion_ids.device))
+        after = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0
+        return (~after).long()
+
+    def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        """Completion text with Qwen's markup tokens kept (they carry the boxes) and the end token dropped."""
+        out = []
+        for ids, m in zip(completion_ids.tolist(), mask.tolist()):
+            ids = [t for t, keep in zip(ids, m) if keep and t not in self.eos_ids]
+            out.append(self.tokenizer.decode(ids, skip_special_tokens=False))
+        return out
+
+    def completion_logps(
+        self,
+        model,
+        prompts: dict,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        temperature: float,
+        with_entropy: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log pi(o_t | prompt, o_<t) of completion tokens, from logits scaled by the sampling temperature."""
+        out = model(
+            input_ids=torch.cat([prompts["input_ids"], ids], 1),
+            attention_mask=torch.cat([prompts["attention_mask"], mask], 1),
+            mm_token_type_ids=torch.cat([prompts["mm_token_type_ids"], torch.zeros_like(ids)], 1),
+            pixel_values=prompts["pixel_values"],
+            image_grid_thw=prompts["image_grid_thw"],
+            logits_to_keep=ids.shape[1] + 1,
+            use_cache=False,
+        )
+        logits = out.logits[:, :-1].float() / temperature
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = grpo.entropy_from_logits(logits)
+        return grpo.selective_log_softmax(logits, ids), entropy
+
+    def chunks(self, n: int):
+        size = int(self.obj.micro_batch_size) or n
+        for s in range(0, n, size):
+            yield torch.arange(s, min(s + size, n), device=self.device)
+
+    @contextmanager
+    def timed(self, times: dict, phase: str):
+        t0 = time.perf_counter()
+        yield
+        times[phase] += time.perf_counter() - t0
+
+    # -------------------------------------------------------------------------------------------- train
+    def training_step(self, batch: list[dict], batch_idx: int) -> None:
+        t0 = time.perf_counter()
+        times: dict[str, float] = defaultdict(float)
+        stats = self._sft_step(batch, times) if self.obj.name == "sft" else self._grpo_step(batch, times)
+        self.lr_schedulers().step()
+        times["other"] = time.perf_counter() - t0 - sum(times.values())
+        stats["lr"] = self.optimizers().param_groups[0]["lr"]
+        bar = {"reward", "kl", "loss"}
+        for k, v in stats.items():
+            self.log(
+                f"train/{k}", float(v), on_step=True, prog_bar=k in bar, sync_dist=True, batch_size=len(batch)
+            )
+        for k, v in times.items():
+            self.log(f"time/{k}", v, on_step=True, batch_size=len(batch))
+
+    def _grpo_step(self, batch: list[dict], times: dict) -> dict[str, float]:
+        obj, g = self.obj, int(self.obj.num_generations)
+        opt = self.optimizers()
+
+        # 1. Rollout: G sampled completions per prompt in one batched generate.
+        with self.timed(times, "rollout"):
+            enc = self.encode_prompts(batch)
+            gen = self.generation_config(
+                do_sample=True,
+                temperature=obj.temperature,
+                top_p=obj.top_p,
+                top_k=obj.top_k,
+                max_new_tokens=obj.max_new_tokens,
+                num_return_sequences=g,
+            )
+            self.policy.eval()
+            with torch.no_grad():
+                seqs = self.policy.generate(**enc, generation_config=gen)
+            self.policy.train()
+            prompts = self.repeat_prompts(enc, g)
+            plen = enc["input_ids"].shape[1]
+            # Group bookkeeping: row i must continue prompt i // G, so a group shares one prompt and one truth.
+            if not torch.equal(seqs[:, :plen], prompts["input_ids"]):
+                raise RuntimeError("generate returned rows that do not continue their prompts in group order")
+            ids = seqs[:, plen:]
+            mask = self.completion_mask(ids)
+            texts = self.decode(ids, mask)
+            records = [r for r in batch for _ in range(g)]
+
+        # 2. Rewards: each named term scored separately, then the weighted sum.
+        with self.timed(times, "reward"):
+            per_term = self.task.score(texts, records)
+            rewards = sum(
+                t.weight * torch.tensor(per_term[t.name], dtype=torch.float32) for t in self.task.rewards
+            )
+            rewards = rewards.to(self.device)
+
+        # 3. Group-relative advantages.
+        adv = grpo.group_advantages(rewards, g, obj.scale_rewards, obj.adv_eps)
+
+        # 4. Log-probs of the sampling policy (needed only when mu > 1) and of the reference, no grad.
+        with self.timed(times, "logps"), torch.no_grad():
+            old_logps = ref_logps = None
+            if obj.num_iterations > 1:
+                old_logps = torch.cat(
+                    [
+                        self.completion_logps(
+                            self.policy, self.select(prompts, c), ids[c], mask[c], obj.temperature
+                        )[0]
+                        for c in self.chunks(len(ids))
+                    ]
+                )
+            if self.reference is not None:
+                with self.reference.active() as ref:
+                    ref_logps = torch.cat(
+                        [
+                            self.completion_logps(
+                                ref, self.select(prompts, c), ids[c], mask[c], obj.temperature
+                            )[0]
+                            for c in self.chunks(len(ids))
+                        ]
+                    )
+
+        # 5. mu policy updates on this rollout batch.
+        weights = grpo.token_weights(mask, obj.loss_type, int(obj.max_new_tokens))
+        with self.timed(times, "update"):
+            for _ in range(int(obj.num_iterations)):
+                opt.zero_grad()
+                loss_sum, kl_sum, clip_sum, ent_sum = 0.0, 0.0, 0.0, 0.0
+                for c in self.chunks(len(ids)):
+                    logp, ent = self.completion_logps(
+                        self.policy,
+                        self.select(prompts, c),
+                        ids[c],
+                        mask[c],
+                        obj.temperature,
+                        with_entropy=True,
+                    )
+                    old = old_logps[c] if old_logps is not None else logp.detach()
+                    per_token, clipped = grpo.clipped_surrogate(
+                        logp, old, adv[c], obj.epsilon, obj.epsilon_high
+                    )
+                    if ref_logps is not None:
+                        kl = grpo.kl_k3(logp, ref_logps[c])
+                        per_token = per_token + obj.beta * kl
+                        kl_sum += float((kl.detach() * mask[c]).sum())
+                    loss = (per_token * weights[c]).sum()
+                    self.manual_backward(loss)
+                    loss_sum += float(loss.detach())
+                    clip_sum += float((clipped * mask[c]).sum())
+                    ent_sum += float((ent * mask[c]).sum())
+                if obj.grad_clip:
+                    self.clip_gradients(opt, gradient_clip_val=obj.grad_clip, gradient_clip_algorithm="norm")
+                opt.step()
+
+        n_tok = float(mask.sum().clamp(min=1))
+        grouped = rewards.view(-1, g)
+        stats = {
+            "reward": float(rewards.mean()),
+            "reward_std": float(grouped.std(dim=1).mean()),
+            "frac_reward_zero_std": float((grouped.std(dim=1) < 1e-6).float().mean()),
+            "loss": loss_sum,
+            "kl": kl_sum / n_tok,
+            "clip_ratio": clip_sum / n_tok,
+            "entropy": ent_sum / n_tok,
+            "completion_length": float(mask.sum(1).float().mean()),
+            "truncated_frac": float((mask[:, -1] == 1).float().mean()),
+        }
+        for name, vals in per_term.items():
+            v = torch.tensor(vals)
+            stats[f"reward/{name}"] = float(v.mean())
+            stats[f"reward/{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
+        self.last_samples = list(zip(texts, records, rewards.tolist(), adv.tolist()))
+        return stats
+
+    def _sft_step(self, batch: list[dict], times: dict) -> dict[str, float]:
+        """Cross-entropy on the ground-truth answer tokens, through the same prompt path as GRPO."""
+        opt = self.optimizers()
+        with self.timed(times, "update"):
+            enc = self.encode_prompts(batch)
+            prompts = self.repeat_prompts(enc, 1)
+            answers = [self.task.answer(r) for r in batch]
+            tok = self.tokenizer(answers, add_special_tokens=False)["input_ids"]
+            longest = max(len(t) for t in tok) + 1
+            ids = torch.full((len(tok), longest), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, t in enumerate(tok):
+                ids[i, : len(t) + 1] = torch.tensor([*t, self.end_id])
+                mask[i, : len(t) + 1] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            opt.zero_grad()
+            n_tok = float(mask.sum())
+            loss_sum = 0.0
+            for c in self.chunks(len(ids)):
+                logp, _ = self.completion_logps(self.policy, self.select(prompts, c), ids[c], mask[c], 1.0)
+                loss = -(logp * mask[c]).sum() / n_tok
+                self.manual_backward(loss)
+                loss_sum += float(loss.detach())
+            if self.obj.grad_clip:
+                self.clip_gradients(opt, gradient_clip_val=self.obj.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+        return {"loss": loss_sum, "ppl": math.exp(min(loss_sum, 50.0))}
+
+    # --------------------------------------------------------------------------------------- validation
+    def validation_step(self, batch: list[dict], batch_idx: int) -> None:
+        enc = self.encode_prompts(batch)
+        gen = self.generation_config(
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            num_return_sequences=1,
+            max_new_tokens=int(self.cfg.task.val_max_new_tokens),
+        )
+        seqs = self.policy.generate(**enc, generation_config=gen)
+        ids = seqs[:, enc["input_ids"].shape[1] :]
+        texts = self.decode(ids, self.completion_mask(ids))
+        self.val_outputs.extend(zip(texts, batch))
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_outputs = []
+
+    def on_validation_epoch_end(self) -> None:
+        texts = [t for t, _ in self.val_outputs]
+        records = [r for _, r in self.val_outputs]
+        metrics, self.val_rows = self.task.evaluate(texts, records)
+        for k, v in metrics.items():
+            self.log(f"val/{k}", v, prog_bar=k == self.task.metric, sync_dist=True)

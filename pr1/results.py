@@ -1,0 +1,249 @@
+"""The results/ tree a run writes, and the crash-safe writers it uses.
+
+Layout: `results/<sweep>/<arm>/seed<k>/` holds `metrics.json` (`RunMetrics`), `history.jsonl` (one row per
+logged step, `{"step": int, "<split>/<name>": float, ...}`, any metric may be missing from a row) and
+`config.yaml`. Runs are killed (SLURM preemption, time limits, OOM), so every write here is atomic or
+append-only: a killed run leaves the previous `metrics.json` whole and loses at most the history line being
+written. JSON stays standard: NaN and ±inf are written as null.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import Any, Literal, TypedDict
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.jsonl"
+CONFIG_FILE = "config.yaml"
+
+# Override keys (fnmatch patterns, matched after stripping Hydra's `+`/`++`/`~` prefixes) that do not define
+# an ablation arm: the seed is the repeat axis, the sweep name is the group, and the rest only say where or
+# how a run executes (launcher, devices and step budget, output paths, logging), not what is compared.
+DEFAULT_ARM_EXCLUDE: tuple[str, ...] = (
+    "seed",
+    "sweep",
+    "hydra.*",
+    "hydra/*",
+    "trainer.*",
+    "paths.*",
+    "logger*",
+)
+
+# Characters kept verbatim in directory names: portable on POSIX and Windows file systems, and still
+# readable for Hydra overrides (`matcher=naive,thinking=true`). Everything else becomes `_`.
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._,=+\-]")
+_MAX_NAME_LEN = 200  # file systems cap a name at 255 bytes; leave room for the hash suffix
+
+
+class RunMetrics(TypedDict):
+    """Schema of `metrics.json`: written with status "running" at start, "completed"/"failed" at the end."""
+
+    sweep: str
+    arm: str
+    seed: int
+    status: Literal["running", "completed", "failed"]
+    error: str | None
+    overrides: list[str]
+    steps: int
+    wall_time_s: float
+    git_commit: str | None
+    task_metric: str
+    final: dict[str, float]
+    best: dict[str, float]
+    reward_start: float | None
+    reward_end: float | None
+
+
+def _jsonable(obj: Any) -> Any:
+    """Standard-JSON form of obj: non-finite floats become None, numpy/torch values become Python ones."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars/arrays and torch tensors
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a rename: without it a power loss can forget the new directory entry."""
+    # Some file systems (network mounts) refuse fsync on a directory; the rename itself already happened.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write obj as JSON so that readers see either the old file or the new one, never a partial one.
+
+    The text goes to a temp file in the same directory (same file system, so `os.replace` is an atomic
+    rename), is fsynced, then renamed over `path`. On any error the temp file is removed and `path` is left as
+    it was. The temp file is created with the process umask, so results stay readable by the group.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n").encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def append_jsonl(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
+    """Append one JSON line and fsync it, so a killed run loses at most the line being written.
+
+    If the file ends without a newline (a previous process died mid-line and this one resumed), a newline
+    is written first so the new row stays parseable and only the partial line is lost.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(_jsonable(row), allow_nan=False) + "\n").encode()
+    with open(path, "a+b") as f:  # writes always go to the end; reading checks the last byte
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of a JSONL file; unparsable lines (a run killed mid-write) are skipped, counted and logged."""
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+                row = None
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad.append(lineno)
+    if bad:
+        log.warning(
+            "%s: skipped %d unreadable line(s) (line %s); a run killed mid-write leaves a partial line",
+            path,
+            len(bad),
+            ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else ""),
+        )
+    return rows
+
+
+def dedupe_steps(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """History rows merged into one per step, sorted by step.
+
+    Rows of one step are merged, since train and val metrics of a step are often logged in separate calls;
+    where they share a key the later row wins: a run resumed from a checkpoint re-logs the steps after it,
+    and the re-logged values are the ones the finished run followed. Rows without an integer step are
+    dropped, since they cannot be placed on a curve.
+    """
+    by_step: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        step = row.get("step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            by_step.setdefault(step, {}).update(row)
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _finite(value: Any) -> float | None:
+    """value as a float if it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def summarize_history(
+    rows: Iterable[Mapping[str, Any]],
+    best_of: Sequence[str] = ("val/*",),
+    reward_key: str = "train/reward",
+    reward_window: int = 10,
+) -> dict[str, Any]:
+    """The `final`, `best`, `reward_start` and `reward_end` fields of metrics.json, from history rows.
+
+    final: each metric's value at the last step that logged it. best: the maximum, for metrics matching
+    `best_of` (pr1's validation metrics are scores, higher is better). reward_start/end: the mean of the
+    first/last `reward_window` logged rewards (at most half of them each), since one GRPO batch's reward is
+    too noisy to compare on its own. Missing values are None.
+    """
+    series: dict[str, list[float]] = {}
+    for row in dedupe_steps(rows):
+        for key, value in row.items():
+            if key != "step" and (v := _finite(value)) is not None:
+                series.setdefault(key, []).append(v)
+    rewards = series.get(reward_key, [])
+    window = max(1, min(reward_window, len(rewards) // 2))
+    return {
+        "final": {k: v[-1] for k, v in series.items()},
+        "best": {k: max(v) for k, v in series.items() if any(fnmatch.fnmatchcase(k, p) for p in best_of)},
+        "reward_start": sum(rewards[:window]) / window if rewards else None,
+        "reward_end": sum(rewards[-window:]) / window if rewards else None,
+    }
+
+
+def _override_key(override: str) -> str:
+    """The config key of a Hydra override, without the `+`, `++` or `~` prefix."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def arm_name(overrides: Iterable[str], exclude: Sequence[str] = DEFAULT_ARM_EXCLUDE) -> str:
+    """The arm id of a run: its ablation overrides, sorted by key, joined by commas.
+
+    Overrides whose key matches a pattern in `exclude` (see DEFAULT_ARM_EXCLUDE) are left out, so all seeds
+    of an arm, and the same arm run on another cluster or step budget, share one id. A run with no
+    ablation override is the "default" arm. Override strings are kept verbatim otherwise.
+    """
+    kept = [o for o in overrides if not any(fnmatch.fnmatchcase(_override_key(o), p) for p in exclude)]
+    return ",".join(sorted(kept, key=lambda o: (_override_key(o), o))) or "default"
+
+
+def safe_name(name: str) -> str:
+    """name as one portable directory name, unchanged when it already is one.
+
+    Characters outside `A-Za-z0-9._,=+-` become `_`, and names over 200 characters are cut. Whenever the
+    name had to change (or is empty, `.` or `..`), `-` and 8 hex digits of its SHA-1 are appended, so two
+    different arms never share a run directory: `data.tasks=[a,b]` -> `data.tasks=_a,b_-<hash>`.
+    """
+    safe = _UNSAFE_CHARS.sub("_", name)[:_MAX_NAME_LEN]
+    if safe != name or safe.strip(".") == "":
+        safe = f"{safe or '_'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def run_dir_for(results_root: str | os.PathLike[str], sweep: str, arm: str, seed: int) -> Path:
+    """`results_root/<sweep>/<arm>/seed<seed>`, with sweep and arm made file-system safe by `safe_name`.
+
+    metrics.json keeps the unmodified arm, which is what the report groups by.
+    """
+    return Path(results_root) / safe_name(sweep) / safe_name(arm) / f"seed{int(seed)}"

@@ -1,0 +1,196 @@
+"""The results/ writers: atomic JSON, crash-tolerant JSONL, run dir and arm naming."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pr1 import results
+from pr1.results import (
+    append_jsonl,
+    arm_name,
+    dedupe_steps,
+    read_jsonl,
+    run_dir_for,
+    safe_name,
+    summarize_history,
+    write_json_atomic,
+)
+
+
+def test_write_json_atomic_creates_dirs_and_writes_standard_json(tmp_path):
+    path = tmp_path / "a" / "b" / "metrics.json"
+    obj = {
+        "x": 1.5,
+        "nan": math.nan,
+        "inf": -math.inf,
+        "np": np.float32(0.25),
+        "arr": np.array([1, 2]),
+        "s": "é",
+    }
+    write_json_atomic(path, obj)
+    text = path.read_text(encoding="utf-8")
+    # Standard JSON only: a strict parser that rejects NaN/Infinity must accept it.
+    loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
+    assert loaded == {"x": 1.5, "nan": None, "inf": None, "np": 0.25, "arr": [1, 2], "s": "é"}
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # no temp file left
+
+
+def test_write_json_atomic_replaces_whole_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"status": "running", "pad": "x" * 1000})
+    write_json_atomic(path, {"status": "completed"})
+    assert json.loads(path.read_text()) == {"status": "completed"}
+
+
+def test_crash_before_rename_leaves_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"status": "running"})
+    old = path.read_bytes()
+
+    def crash(*_args):
+        raise OSError("killed during rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="killed"):
+        write_json_atomic(path, {"status": "completed", "final": {"val/acc50": 0.9}})
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_unserialisable_object_leaves_old_file_intact(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"status": "running"})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"status": object()})
+    assert json.loads(path.read_text()) == {"status": "running"}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_jsonl_round_trip(tmp_path):
+    path = tmp_path / "run" / "history.jsonl"
+    rows = [{"step": i, "train/reward": i / 10, "train/kl": math.nan} for i in range(3)]
+    for row in rows:
+        append_jsonl(path, row)
+    assert len(path.read_text().splitlines()) == 3
+    assert read_jsonl(path) == [{"step": i, "train/reward": i / 10, "train/kl": None} for i in range(3)]
+
+
+def test_read_jsonl_tolerates_truncated_last_line(tmp_path, caplog):
+    path = tmp_path / "history.jsonl"
+    for i in range(3):
+        append_jsonl(path, {"step": i, "train/reward": 0.5})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])  # killed while writing the last line
+    with caplog.at_level(logging.WARNING, logger="pr1.results"):
+        rows = read_jsonl(path)
+    assert [r["step"] for r in rows] == [0, 1]
+    assert "skipped 1 unreadable line(s) (line 3)" in caplog.text
+
+
+def test_append_after_truncated_line_keeps_new_rows(tmp_path, caplog):
+    """A resumed run appends after a partial line; only the partial line is lost."""
+    path = tmp_path / "history.jsonl"
+    append_jsonl(path, {"step": 0})
+    with open(path, "ab") as f:
+        f.write(b'{"step": 1, "train/rew')
+    append_jsonl(path, {"step": 1, "train/reward": 1.0})
+    with caplog.at_level(logging.WARNING, logger="pr1.results"):
+        assert read_jsonl(path) == [{"step": 0}, {"step": 1, "train/reward": 1.0}]
+    assert "skipped 1" in caplog.text
+
+
+def test_dedupe_steps_merges_a_step_and_later_values_win():
+    rows = [
+        {"step": 2, "train/reward": 2.0},
+        {"step": 1, "train/reward": 1.0},
+        {"step": 2, "val/acc50": 0.5},  # val logged separately at the same step
+        {"step": 2, "train/reward": 20.0},  # re-logged after a resume
+        {"train/reward": 9.0},
+        {"step": True, "train/reward": 8.0},
+    ]
+    assert dedupe_steps(rows) == [
+        {"step": 1, "train/reward": 1.0},
+        {"step": 2, "train/reward": 20.0, "val/acc50": 0.5},
+    ]
+
+
+def test_summarize_history():
+    rows = [{"step": s, "train/reward": float(s), "train/kl": 0.1 * s} for s in range(10)]
+    rows += [{"step": 4, "val/acc50": 0.6}, {"step": 9, "val/acc50": 0.4}, {"step": 9, "train/kl": None}]
+    s = summarize_history(rows, reward_window=3)
+    # A null (NaN when logged) is no value: the final KL is the last finite one, at step 8.
+    assert s["final"] == {"train/reward": 9.0, "train/kl": pytest.approx(0.8), "val/acc50": 0.4}
+    assert s["best"] == {"val/acc50": 0.6}
+    assert s["reward_start"] == pytest.approx((0 + 1 + 2) / 3)
+    assert s["reward_end"] == pytest.approx((7 + 8 + 9) / 3)
+
+
+def test_summarize_history_window_never_overlaps_and_empty():
+    s = summarize_history([{"step": 0, "train/reward": 1.0}, {"step": 1, "train/reward": 3.0}])
+    assert (s["reward_start"], s["reward_end"]) == (1.0, 3.0)
+    assert summarize_history([]) == {"final": {}, "best": {}, "reward_start": None, "reward_end": None}
+
+
+def test_arm_name_excludes_non_ablation_keys_and_sorts():
+    overrides = [
+        "thinking=true",
+        "seed=3",
+        "hydra/launcher=submitit_slurm",
+        "trainer.max_steps=10",
+        "paths.results=/tmp/r",
+        "logger=wandb",
+        "logger.project=x",
+        "sweep=matcher_x_thinking",
+        "+matcher=naive",
+    ]
+    assert arm_name(overrides) == "+matcher=naive,thinking=true"
+    assert arm_name(["seed=1"]) == "default"
+    assert arm_name(["seed=1", "b=2"], exclude=()) == "b=2,seed=1"
+
+
+def test_run_dir_for_layout_and_plain_arm_unchanged(tmp_path):
+    d = run_dir_for(tmp_path, "matcher_thinking", "matcher=naive,thinking=true", 2)
+    assert d == tmp_path / "matcher_thinking" / "matcher=naive,thinking=true" / "seed2"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "data.tasks=[a,b]", "model.path=/x/y", "a b:c", "x" * 300])
+def test_safe_name_rewrites_unsafe_names_with_hash(name):
+    safe = safe_name(name)
+    assert re.fullmatch(r"[A-Za-z0-9._,=+\-]+-[0-9a-f]{8}", safe)
+    assert len(safe) <= 255 and safe.strip(".")
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_safe_name_is_portable_and_injective(a, b):
+    sa = safe_name(a)
+    assert re.fullmatch(r"[A-Za-z0-9._,=+\-]+", sa) and sa not in (".", "..")
+    if a != b:
+        assert sa != safe_name(b)
+
+
+def test_metrics_schema_lists_contract_keys():
+    assert results.RunMetrics.__required_keys__ == {
+        "sweep",
+        "arm",
+        "seed",
+        "status",
+        "error",
+        "overrides",
+        "steps",
+        "wall_time_s",
+        "git_commit",
+        "task_metric",
+        "final",
+        "best",
+        "reward_start",
+        "reward_end",
+    }

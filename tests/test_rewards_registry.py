@@ -1,0 +1,82 @@
+"""The registry contract: names = conf/reward/*.yaml, build validation, TRL signature, explain."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from pr1.rewards import REGISTRY, build, explain
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "reward"
+STUB = {
+    "thinking": {"enabled": True},
+    "model": {"frame": {"kind": "rel1000"}},
+    "matcher": {"name": "hungarian"},
+}
+
+
+def _options(name: str) -> dict:
+    """A reward's yaml options with the lead's interpolations resolved against a stub config."""
+    cfg = OmegaConf.merge(
+        OmegaConf.create(STUB), OmegaConf.create({"reward": OmegaConf.load(CONF / f"{name}.yaml")})
+    )
+    options = OmegaConf.to_container(cfg.reward, resolve=True)
+    assert options.pop("weight") == 1.0
+    return options
+
+
+def test_yaml_names_equal_registry():
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_yaml_options_build(name):
+    options = _options(name)
+    assert options["thinking"] is True
+    fn = build(name, **options)
+    assert fn.__name__ == name
+    params = inspect.signature(REGISTRY[name]).parameters
+    assert set(options) <= set(params)
+    assert all(params[k].default == v or k in ("thinking", "frame", "matcher") for k, v in options.items())
+    raw = OmegaConf.load(CONF / f"{name}.yaml")
+    assert OmegaConf.to_container(raw)["thinking"] == "${thinking.enabled}"
+
+
+def test_build_errors_name_the_valid_choices():
+    with pytest.raises(KeyError, match="valid rewards"):
+        build("ioux")
+    with pytest.raises(TypeError, match="valid options"):
+        build("iou", varient="iou")
+    with pytest.raises(ValueError, match="acc50"):
+        build("iou", variant="iou3")
+    with pytest.raises(ValueError, match="frame"):
+        build("iou", frame={"kind": "pixels"})
+
+
+def test_trl_signature_ignores_unknown_columns_and_accepts_messages():
+    fn = build("iou", thinking=False)
+    out = fn(
+        [[{"role": "assistant", "content": "[0,0,500,500]"}], "[0,0,500,500]"],
+        solution=[[0, 0, 320, 240]] * 2,
+        image_size=[[640, 480]] * 2,
+        prompts=["p", "p"],
+        completion_ids=[[1], [2]],
+        trainer_state=None,
+    )
+    assert out == [1.0, 1.0]
+
+
+def test_explain_shares_the_scoring():
+    kw = {"solution": [[0, 0, 320, 240]] * 2, "image_size": [[640, 480]] * 2}
+    completions = ["[0,0,500,500]", "[0,0,250,500]"]
+    rows = explain("iou", completions, variant="iou2", **kw)
+    assert [r["total"] for r in rows] == REGISTRY["iou"](completions, variant="iou2", **kw)
+    assert rows[1]["iou"] == pytest.approx(0.5) and rows[1]["total"] == pytest.approx(0.25)
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="completions"):
+        REGISTRY["iou"](["a"], solution=[], image_size=[])
