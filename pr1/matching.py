@@ -38,13 +38,15 @@ def iou_matrix(a: np.ndarray | list, b: np.ndarray | list) -> np.ndarray:
     with np.errstate(all="ignore"):  # overflow of absurd coordinates ends as 0 below
         iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
         ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-        inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+        inter = np.maximum(iw, 0.0, out=iw) * np.maximum(ih, 0.0, out=ih)
         area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
         area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
         union = area_a[:, None] + area_b[None, :] - inter
-        iou = np.where(union > 0, inter / union, 0.0)
-    iou = np.clip(np.nan_to_num(iou, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0)
-    return iou * (va[:, None] & vb[None, :])
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou = np.nan_to_num(iou, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    iou = np.minimum(iou, 1.0, out=iou)
+    iou *= va[:, None] & vb[None, :]
+    return iou
 
 
 def point_similarity(p: np.ndarray | list, q: np.ndarray | list, scale: float) -> np.ndarray:

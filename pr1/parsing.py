@@ -146,10 +146,13 @@ def _label(obj: str) -> str | None:
         return None
     if m.group("sq") is not None:
         return m.group("sq")
+    label = m.group("dq")
+    if "\\" not in label:  # the common case: nothing to unescape
+        return label
     try:
-        return json.loads(f'"{m.group("dq")}"')
+        return json.loads(f'"{label}"')
     except json.JSONDecodeError:
-        return m.group("dq")
+        return label
 
 
 def parse_items(text: str | None, prefer: Literal["box", "point"] = "box") -> Parsed:

@@ -31,6 +31,14 @@ OmegaConf.register_new_resolver("pr1.asset", asset_path, replace=True)
 OmegaConf.register_new_resolver("pr1.arm", lambda dirname="": dirname or "default", replace=True)
 
 
+def validate(cfg: DictConfig) -> None:
+    """Reject values Hydra cannot check by itself, before anything is built."""
+    if not isinstance(cfg.thinking, bool):
+        raise ValueError(f"thinking must be true or false, got {cfg.thinking!r}")
+    if cfg.mode not in ("train", "eval"):
+        raise ValueError(f"mode must be 'train' or 'eval', got {cfg.mode!r}")
+
+
 def build_loaders(cfg: DictConfig) -> tuple[DataLoader, DataLoader | None]:
     train = RecordDataset(instantiate(cfg.task.train))
     gen = torch.Generator().manual_seed(int(cfg.seed))
@@ -75,7 +83,7 @@ def train(cfg: DictConfig) -> dict:
 
     task = Task.from_config(
         cfg.task,
-        thinking=bool(cfg.thinking.enabled),
+        thinking=bool(cfg.thinking),
         frame=OmegaConf.to_container(cfg.model.frame, resolve=True),
     )
     train_loader, val_loader = build_loaders(cfg)
@@ -156,10 +164,13 @@ def print_summary(result: dict, run_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    if cfg.mode == "train":
-        result = train(cfg)
-        return result["final"].get(result["task_metric"])
-    raise ValueError(f"mode must be 'train' or 'eval', got {cfg.mode!r}")
+    validate(cfg)
+    if cfg.mode == "eval":
+        from pr1.eval import evaluate
+
+        return evaluate(cfg)[f"{cfg.task.metric}"]
+    result = train(cfg)
+    return result["final"].get(result["task_metric"])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
 #     sacct and submitit need no extra environment). It refuses to overwrite files it did not write.
 #   - cluster "pr1local", one node (this host, CPUs=$(nproc)), partition "cpu" (default); no cgroups needed
 #   - a private MariaDB (own datadir, 127.0.0.1:$PR1_SLURM_DB_PORT) + slurmdbd, so `sacct` reports job states
-#   - JobRequeue=1, so submitit's preemption/timeout handling (`scontrol requeue` on USR2) requeues jobs
+#   - JobRequeue=1, so submitit's preemption/timeout handling (`scontrol requeue` on USR2) requeues jobs;
+#     cred_expire=10 and sched_interval=2 let a requeued job start again ~12 s later (default: over 2 min)
 #
 # Environment:
 #   PR1_SLURM_DIR      state, spool, logs, pids and the database (default /tmp/pr1-slurm)
@@ -191,8 +192,8 @@ ReturnToService=2
 # once the credentials of its last run expired (default 120 s); 10 s keeps preemption tests quick.
 JobRequeue=1
 AuthInfo=cred_expire=10
-# Start jobs that just became eligible (e.g. requeued ones) within a second, not at the next 30 s pass.
-SchedulerParameters=bf_interval=1
+# Test pending jobs every 2 s (default 60 s): a requeued job becoming eligible triggers no scheduling pass.
+SchedulerParameters=sched_interval=2
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
@@ -307,13 +308,13 @@ down() {
       scancel $jobs || true
     fi
   fi
-  local i name pid start
+  local i name pid start deadline
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     name=${DAEMONS[i]}
     running "$name" || continue
     read -r pid start <<<"$(recorded "$name")"
     kill -TERM "$pid"
-    local deadline=$((SECONDS + 30))
+    deadline=$((SECONDS + 30))
     while running "$name" && ((SECONDS < deadline)); do sleep 0.2; done
     if running "$name"; then
       log "$name (pid $pid) ignored SIGTERM for 30s; killing it"
@@ -329,6 +330,8 @@ status() {
   for name in "${DAEMONS[@]}"; do
     if running "$name"; then
       printf '%-10s running (pid %s)\n' "$name" "$(recorded "$name" | cut -d' ' -f1)"
+    elif [[ $name == munged ]] && munge_works 2>/dev/null; then
+      printf '%-10s answering (not started by this script)\n' "$name"
     else
       printf '%-10s not running\n' "$name"
       up=0

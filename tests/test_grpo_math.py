@@ -62,7 +62,9 @@ def test_kl_k3_hand_computed_and_nonnegative():
     expected = torch.exp(d) - d - 1
     assert torch.allclose(grpo.kl_k3(logp, ref), expected)
     assert grpo.kl_k3(logp, ref)[0] == 0
-    assert grpo.kl_k3(torch.tensor([-1.0]), torch.tensor([-2.0])).item() == pytest.approx(math.exp(-1) + 1 - 1)
+    assert grpo.kl_k3(torch.tensor([-1.0]), torch.tensor([-2.0])).item() == pytest.approx(
+        math.exp(-1) + 1 - 1
+    )
     x = torch.randn(1000)
     assert (grpo.kl_k3(x, torch.randn(1000)) >= 0).all()
 

@@ -28,6 +28,11 @@ def test_variants():
     assert score("[0,0,240,500]", "acc50") == 0.0
 
 
+def test_pick_first_scores_the_first_box():
+    assert build("iou", pick="first")(["[0,0,500,500][0,0,1,1]"], solution=[GT], image_size=[SIZE]) == [1.0]
+    assert build("iou", pick="first")(["[0,0,1,1][0,0,500,500]"], solution=[GT], image_size=[SIZE])[0] < 0.01
+
+
 def test_clipped_to_image():
     assert score("[-100,-100,500,500]") == 1.0
     assert score("[1000,1000,2000,2000]") == 0.0

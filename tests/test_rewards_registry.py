@@ -12,7 +12,7 @@ from pr1.rewards import REGISTRY, build, explain
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "reward"
 STUB = {
-    "thinking": {"enabled": True},
+    "thinking": True,
     "model": {"frame": {"kind": "rel1000"}},
     "matcher": {"name": "hungarian"},
 }
@@ -42,7 +42,12 @@ def test_yaml_options_build(name):
     assert set(options) <= set(params)
     assert all(params[k].default == v or k in ("thinking", "frame", "matcher") for k, v in options.items())
     raw = OmegaConf.load(CONF / f"{name}.yaml")
-    assert OmegaConf.to_container(raw)["thinking"] == "${thinking.enabled}"
+    raw = OmegaConf.to_container(raw)
+    assert raw["thinking"] == "${thinking}"  # follows the run's top-level switch
+    assert raw.get("frame", "${model.frame}") == "${model.frame}" and ("frame" in raw) == ("frame" in params)
+    assert raw.get("matcher", "${matcher.name}") == "${matcher.name}" and ("matcher" in raw) == (
+        "matcher" in params
+    )
 
 
 def test_build_errors_name_the_valid_choices():
@@ -54,17 +59,27 @@ def test_build_errors_name_the_valid_choices():
         build("iou", variant="iou3")
     with pytest.raises(ValueError, match="frame"):
         build("iou", frame={"kind": "pixels"})
+    with pytest.raises(ValueError, match="bool"):
+        build("detection", labels="yes")
+    with pytest.raises(ValueError, match="thinking"):
+        build("format", thinking="false")
+    with pytest.raises(ValueError, match="finite"):
+        build("count", scale=float("nan"))
 
 
-def test_trl_signature_ignores_unknown_columns_and_accepts_messages():
+def test_trl_call_convention():
+    """GRPOTrainer calls fn(prompts=, completions=, completion_ids=, **columns, trainer_state=, log_*=)."""
     fn = build("iou", thinking=False)
     out = fn(
-        [[{"role": "assistant", "content": "[0,0,500,500]"}], "[0,0,500,500]"],
+        prompts=["p", "p"],
+        completions=[[{"role": "assistant", "content": "[0,0,500,500]"}], "[0,0,500,500]"],
+        completion_ids=[[1], [2]],
         solution=[[0, 0, 320, 240]] * 2,
         image_size=[[640, 480]] * 2,
-        prompts=["p", "p"],
-        completion_ids=[[1], [2]],
+        image=[None, None],
         trainer_state=None,
+        log_extra=print,
+        log_metric=print,
     )
     assert out == [1.0, 1.0]
 

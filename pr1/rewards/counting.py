@@ -23,9 +23,12 @@ def _point(xy: tuple[float, ...]) -> tuple[float, float]:
     return ((x1 + x2) / 2, (y1 + y2) / 2) if x2 > x1 and y2 > y1 else (np.nan, np.nan)
 
 
-def predicted_points(items: list[Item], image_size: tuple[float, float], frame: Mapping[str, Any]) -> np.ndarray:
-    """Image-normalised (N, 2) points of the answer's items; NaN for invalid ones and ones outside the image."""
-    pts = normalise(np.asarray([_point(it.coords) for it in items], dtype=float).reshape(-1, 2), image_size, frame)
+def predicted_points(
+    items: list[Item], image_size: tuple[float, float], frame: Mapping[str, Any]
+) -> np.ndarray:
+    """Image-normalised (N, 2) points of the answer's items; NaN for invalid and out-of-image ones."""
+    pts = np.asarray([_point(it.coords) for it in items], dtype=float).reshape(-1, 2)
+    pts = normalise(pts, image_size, frame)
     with np.errstate(invalid="ignore"):
         inside = ((pts >= 0) & (pts <= 1)).all(axis=1)
     return np.where(inside[:, None], pts, np.nan)
@@ -50,11 +53,11 @@ def count_reward(
 ) -> dict[str, float]:
     """answer = sum over matched pairs of max(0, 1 - d / scale), divided by max(N, M).
 
-    d is the distance of a predicted and a ground-truth point in image-normalised coordinates (the image is the
-    unit square, so d <= sqrt(2)); N predicted items (points, or boxes as their centres; invalid and
+    d is the distance of a predicted and a ground-truth point in image-normalised coordinates (the image is
+    the unit square, so d <= sqrt(2)); N predicted items (points, or boxes as their centres; invalid and
     out-of-image ones count in N but match nothing), M ground-truth points; pairs by `matcher`. With the
     default scale sqrt(2) this equals the released code's (min(N,M)/max(N,M)) * (1 - mean matched d/sqrt(2))
-    (whose d is on the 0-1000 grid, normalised by 1000*sqrt(2)); a smaller scale pays only close points.
+    (whose d is on the 0-1000 grid, normalised by 1000*sqrt(2)); a smaller scale (> 0) pays only close points.
     Range [0, 1]; 1 only for the exact count with every point on its target (N = M = 0 also scores 1).
     """
     parsed = parse_items(answer.text, "point")

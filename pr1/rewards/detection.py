@@ -33,10 +33,11 @@ def detection_reward(
     """answer = 2 * sum_matched r_ij / (N + M): the F1 of soft precision sum r / N and soft recall sum r / M.
 
     r_ij = IoU(pred_i, gt_j), times 1[label_i == label_j] when `labels` (case/space-insensitive), and 0 when
-    below `iou_min`; pairs come from `matcher` (hungarian maximises sum r; naive pairs in written order; greedy
-    takes the best pair first). N counts every predicted item (points, reversed or empty boxes match nothing);
-    M ground-truth objects. One-to-one matching pays a duplicated box once while N grows, so repeats, every
-    label listed, and extra or missing boxes all lower the score. Range [0, 1]; N = M = 0 scores 1.
+    below `iou_min`; pairs come from `matcher` (hungarian maximises sum r; naive pairs in written order;
+    greedy takes the best pair first). N counts every predicted item (points and reversed or empty boxes
+    match nothing); M ground-truth objects. One-to-one matching pays a duplicated box once while N grows, so
+    repeats, every label listed, and extra or missing boxes all lower the score. Range [0, 1]; N = M = 0
+    scores 1.
     """
     parsed = parse_items(answer.text, "box")
     items = parsed.items
@@ -47,9 +48,10 @@ def detection_reward(
     iou = iou_matrix(pred, gt)
     reward = iou
     if labels:
-        gt_labels = np.asarray([_norm_label(o["label"]) for o in solution], dtype=object)
-        pred_labels = np.asarray([_norm_label(it.label) if it.label else None for it in items], dtype=object)
-        reward = iou * (pred_labels[:, None] == gt_labels[None, :])
+        ids = {label: i for i, label in enumerate({_norm_label(o["label"]) for o in solution})}
+        gt_ids = np.asarray([ids[_norm_label(o["label"])] for o in solution], dtype=np.intp)
+        pred_ids = np.asarray([ids.get(_norm_label(it.label), -1) for it in items], dtype=np.intp)
+        reward = iou * (pred_ids[:, None] == gt_ids[None, :])
     reward = np.where(reward >= iou_min, reward, 0.0)
     rows, cols = match(reward, matcher)
     paid = reward[rows, cols]

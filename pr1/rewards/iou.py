@@ -36,18 +36,20 @@ def iou_reward(
     image_size: tuple[float, float],
     *,
     variant: Literal["iou", "iou2", "acc50"] = "iou",
+    pick: Literal["only", "first"] = "only",
     frame: Mapping[str, Any] = REL1000,
 ) -> dict[str, float]:
     """answer = IoU(pred, gt) (variant iou), IoU² (iou2: the released code), or 1[IoU >= 0.5] (acc50).
 
-    pred is the answer's only box, clipped to the image; an answer with no box or several boxes scores 0 (the
-    task asks for one box: listing many must not pay), and so does a degenerate box (x2 <= x1 or y2 <= y1).
-    gt is the ground truth quantised to the frame (`pr1.coords.quantise`). Range [0, 1].
+    pred is the answer's box, clipped to the image: with pick="only" an answer with several boxes scores 0
+    (the task asks for one box), with pick="first" the first box counts (the released code and its eval).
+    No box, a point, or a degenerate box (x2 <= x1 or y2 <= y1) scores 0. gt is the ground truth quantised to
+    the frame (`pr1.coords.quantise`). Range [0, 1].
     """
     parsed = parse_items(answer.text, "box")
     boxes = [it.coords for it in parsed.items]
     iou = 0.0
-    if len(boxes) == 1 and len(boxes[0]) == 4:
+    if boxes and len(boxes[0]) == 4 and (pick == "first" or len(boxes) == 1):
         iou = float(
             iou_matrix(predicted(boxes, image_size, frame), target_boxes(solution, image_size, frame))[0, 0]
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -82,11 +84,16 @@ def register(name: str) -> Callable[[Scorer], Scorer]:
     return decorate
 
 
-def _check_value(name: str, param: inspect.Parameter, hint: Any, value: Any) -> None:
-    if param.name == "frame":
+def _check_value(name: str, key: str, hint: Any, value: Any) -> None:
+    """Refuse a bad option value when the reward is built, not in the middle of training."""
+    if key == "frame":
         check_frame(value)
-    if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
-        raise ValueError(f"reward {name!r}: {param.name}={value!r} is not one of {typing.get_args(hint)}")
+    elif typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
+        raise ValueError(f"reward {name!r}: {key}={value!r} is not one of {typing.get_args(hint)}")
+    elif hint is bool and not isinstance(value, bool):
+        raise ValueError(f"reward {name!r}: {key} must be a bool, got {value!r}")
+    elif hint is float and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+        raise ValueError(f"reward {name!r}: {key} must be a finite number, got {value!r}")
 
 
 def build(name: str, **options: Any) -> RewardFn:
@@ -94,14 +101,13 @@ def build(name: str, **options: Any) -> RewardFn:
     if name not in REGISTRY:
         raise KeyError(f"unknown reward {name!r}; valid rewards: {sorted(REGISTRY)}")
     scorer = _SCORERS[name]
-    valid = {"thinking": None, **_options(scorer)}
-    unknown = sorted(set(options) - set(valid))
+    valid = {"thinking", *_options(scorer)}
+    unknown = sorted(set(options) - valid)
     if unknown:
         raise TypeError(f"reward {name!r} has no option(s) {unknown}; valid options: {sorted(valid)}")
-    hints = typing.get_type_hints(scorer)
+    hints = {"thinking": bool, **typing.get_type_hints(scorer)}
     for key, value in options.items():
-        if valid[key] is not None:
-            _check_value(name, valid[key], hints.get(key), value)
+        _check_value(name, key, hints.get(key), value)
     fn = functools.partial(REGISTRY[name], **options)
     fn.__name__ = name  # type: ignore[attr-defined]  # TRL logs rewards by __name__
     return fn

@@ -1,0 +1,162 @@
+"""Reward-hacking battery: known cheats per task, scored by the format reward and the task's answer reward.
+
+`python bench/reward_hacking.py` writes `results/reward_hacking.md`; tests/test_rewards_hacking.py asserts on
+the same rows. Scene: a 1280x960 image, Qwen2-VL frame (rel1000), default options (format +1/-1, hungarian
+matching). The first row of each task is the correct answer; every cheat must score well below it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pr1.answers import render
+from pr1.coords import quantise
+from pr1.rewards import build
+
+SIZE = (1280, 960)
+FRAME = {"kind": "rel1000"}
+_COCO_NAMES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag "
+    "tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+    "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+    "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote "
+    "keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear "
+    "hair_drier toothbrush"
+)
+COCO = [name.replace("_", " ") for name in _COCO_NAMES.split()]
+SOLUTION = {
+    "grounding": [400, 300, 700, 600],
+    "counting": [[100, 100], [300, 700], [640, 480], [900, 200], [1100, 800], [700, 850]],
+    "detection": [
+        {"label": "cat", "box": [50, 60, 300, 400]},
+        {"label": "dog", "box": [400, 300, 700, 600]},
+        {"label": "person", "box": [800, 100, 1200, 900]},
+        {"label": "car", "box": [100, 600, 500, 900]},
+    ],
+    "ocr": "Perception-R1 trains perception policies with rule-based rewards.",
+}
+ANSWER_REWARD = {"grounding": "iou", "counting": "count", "detection": "detection", "ocr": "edit"}
+
+
+def _q(xy: list[float]) -> list[int]:
+    """Ground truth in the frame, as a correct answer writes it."""
+    return quantise(xy, SIZE, FRAME).astype(int).tolist()
+
+
+def _det(objs: list[tuple[str, list[float]]]) -> str:
+    return json.dumps([{"bbox_2d": box, "label": label} for label, box in objs])
+
+
+def _points(points: list[list[float]]) -> str:
+    return "".join(f"<|box_start|>({x},{y})<|box_end|>" for x, y in points)
+
+
+def _flip(box: list[int]) -> list[int]:
+    return [box[2], box[3], box[0], box[1]]
+
+
+def cases() -> list[tuple[str, str, str, bool, dict]]:
+    """(task, case, completion, thinking, answer-reward options); each task starts with its correct answer.
+
+    Cases marked "(informative)" document a known weakness instead of a cheat that must fail.
+    """
+    box, points, objs = SOLUTION["grounding"], SOLUTION["counting"], SOLUTION["detection"]
+    correct = {task: render(task, sol, SIZE, FRAME, False) for task, sol in SOLUTION.items()}
+    outside = {task: f"<think>I look at the image.</think>\n{text}" for task, text in correct.items()}
+    cat = _q(objs[0]["box"])
+    anywhere = _points([[500, 500], [500, 500], [20, 980], [980, 20], [250, 250], [750, 750]])
+    rows = [
+        ("grounding", "correct answer", correct["grounding"], False, {}),
+        ("grounding", "empty answer", "", False, {}),
+        ("grounding", "whole-image box", "[0,0,1000,1000]", False, {}),
+        ("grounding", "same box 50x (the correct one)", correct["grounding"] * 50, False, {}),
+        ("grounding", "wrong frame (original pixels)", json.dumps(box), False, {}),
+        ("grounding", "answer outside the tags", outside["grounding"], True, {}),
+        ("grounding", "x2<x1 (correct box reversed)", json.dumps(_flip(_q(box))), False, {}),
+        ("counting", "correct answer", correct["counting"], False, {}),
+        ("counting", "empty answer", "", False, {}),
+        ("counting", "whole-image box", "<|box_start|>(0,0),(1000,1000)<|box_end|>", False, {}),
+        ("counting", "same point 50x (a correct one)", _points([_q(points[0])] * 50), False, {}),
+        ("counting", "wrong frame (original pixels), scale=0.1", _points(points), False, {"scale": 0.1}),
+        ("counting", "wrong frame, released formula (informative)", _points(points), False, {}),
+        ("counting", "answer outside the tags", outside["counting"], True, {}),
+        (
+            "counting",
+            "x2<x1 (reversed boxes on the points)",
+            json.dumps([_flip([x - 10, y - 10, x + 10, y + 10]) for x, y in map(_q, points)]),
+            False,
+            {},
+        ),
+        ("counting", "right count, points anywhere, scale=0.1", anywhere, False, {"scale": 0.1}),
+        ("counting", "right count, points anywhere, released formula (informative)", anywhere, False, {}),
+        ("detection", "correct answer", correct["detection"], False, {}),
+        ("detection", "empty answer", "", False, {}),
+        (
+            "detection",
+            "whole-image box per GT label",
+            _det([(o["label"], [0, 0, 1000, 1000]) for o in objs]),
+            False,
+            {},
+        ),
+        ("detection", "same box 50x (a correct one)", _det([("cat", cat)] * 50), False, {}),
+        ("detection", "every COCO label on a correct box", _det([(label, cat) for label in COCO]), False, {}),
+        (
+            "detection",
+            "wrong frame (original pixels)",
+            _det([(o["label"], o["box"]) for o in objs]),
+            False,
+            {},
+        ),
+        ("detection", "answer outside the tags", outside["detection"], True, {}),
+        (
+            "detection",
+            "x2<x1 (correct boxes reversed)",
+            _det([(o["label"], _flip(_q(o["box"]))) for o in objs]),
+            False,
+            {},
+        ),
+        ("ocr", "correct answer", correct["ocr"], False, {}),
+        ("ocr", "empty answer", "", False, {}),
+        ("ocr", "same text 50x", " ".join([SOLUTION["ocr"]] * 50), False, {}),
+        ("ocr", "prompt echoed", "Output the text in the image.", False, {}),
+        ("ocr", "answer outside the tags", outside["ocr"], True, {}),
+    ]
+    return rows
+
+
+def scores() -> list[dict]:
+    """Each case's format score, answer score and their sum (both weights 1, as in the default config)."""
+    out = []
+    for task, case, text, thinking, options in cases():
+        columns = {"solution": [SOLUTION[task]], "image_size": [SIZE]}
+        fmt = build("format", thinking=thinking)([text], **columns)[0]
+        name = ANSWER_REWARD[task]
+        frame = {"frame": FRAME} if name != "edit" else {}
+        answer = build(name, thinking=thinking, **frame, **options)([text], **columns)[0]
+        out.append(
+            {"task": task, "case": case, "reward": name, "format": fmt, "answer": answer, "sum": fmt + answer}
+        )
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| task | case | answer reward | format | answer | sum |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = f"{r['format']:+.0f} | {r['answer']:.3f} | {r['sum']:+.3f}"
+        lines.append(f"| {r['task']} | {r['case']} | {r['reward']} | {cells} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    out = Path(__file__).resolve().parents[1] / "results" / "reward_hacking.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = table(scores())
+    out.write_text(f"# Reward-hacking battery\n\n{__doc__.strip()}\n\n{text}\n")
+    print(text)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

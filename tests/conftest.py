@@ -1,0 +1,58 @@
+"""Shared fixtures: the embedded tiny model/processor and a small synthetic grounding set, built offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+@pytest.fixture(scope="session")
+def tiny_processor():
+    from pr1.tiny import build_processor
+
+    return build_processor()
+
+
+@pytest.fixture
+def tiny_model(tiny_processor):
+    """A fresh, small random Qwen2-VL (real class) for tests that modify weights."""
+    from pr1.tiny import build_model
+
+    return build_model(
+        tiny_processor, hidden_size=64, num_layers=2, num_heads=2, vision_depth=1, vision_embed_dim=32
+    )
+
+
+@pytest.fixture(scope="session")
+def grounding_records(tmp_path_factory):
+    from pr1.data.synthetic import load_or_make
+
+    root = tmp_path_factory.mktemp("data")
+    return load_or_make("grounding", n=16, seed=0, root=root, knobs={"size": 112})
+
+
+@pytest.fixture
+def compose():
+    """Compose pr1's Hydra config with overrides, as `python -m pr1.run` would (hydra node included)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    import pr1.run  # noqa: F401  (registers the pr1.* resolvers)
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
+        return cfg
+
+    return _compose

@@ -1,0 +1,84 @@
+"""`python -m pr1.run` end to end on the embedded tiny model, as a user runs it (subprocess, real Hydra)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+SHORT = ["trainer.max_steps=4", "trainer.val_check_interval=2", "objective.prompts_per_step=2",
+         "objective.num_generations=4", "objective.max_new_tokens=24", "task.train.n=64", "task.val.n=8",
+         "print_every=1"]
+
+
+def run_pr1(tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PR1_ROOT": str(tmp_path), "PR1_DATA_DIR": str(tmp_path / "data"),
+           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.run([sys.executable, "-m", "pr1.run", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pr1.run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.mark.slow
+def test_default_run_trains_and_summarises(tmp_path):
+    proc = run_pr1(tmp_path, *SHORT)
+    run_dir = tmp_path / "results" / "default" / "default" / "seed0"
+    assert "pr1 run finished: 4 steps" in proc.stdout
+    assert f"run dir: {run_dir}" in proc.stdout
+    assert "reward=" in proc.stdout and "kl=" in proc.stdout and "loss=" in proc.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 4
+    assert metrics["task_metric"] == "val/acc50" and "val/acc50" in metrics["final"]
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["objective"]["name"] == "rl" and cfg["model"]["name"] == "tiny"
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history if "train/reward" in r] == [1, 2, 3, 4]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    # Rerunning the same command with more steps resumes from the last checkpoint instead of restarting.
+    more = [a if not a.startswith("trainer.max_steps") else "trainer.max_steps=6" for a in SHORT]
+    proc = run_pr1(tmp_path, *more)
+    assert "Restored all states" in proc.stdout + proc.stderr
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history if "train/reward" in r] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_headline_multirun_four_arms(tmp_path):
+    proc = run_pr1(tmp_path, "-m", "matcher=hungarian,naive", "thinking=true,false", "sweep=ablation",
+                   *[a.replace("max_steps=4", "max_steps=2") for a in SHORT])
+    arms = sorted(p.name for p in (tmp_path / "results" / "ablation").iterdir() if p.is_dir())
+    assert arms == ["matcher=hungarian,thinking=false", "matcher=hungarian,thinking=true",
+                    "matcher=naive,thinking=false", "matcher=naive,thinking=true"], proc.stdout
+    for arm in arms:
+        run_dir = tmp_path / "results" / "ablation" / arm / "seed0"
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert cfg["matcher"]["name"] == arm.split(",")[0].split("=")[1]
+        assert cfg["thinking"] is (arm.endswith("true"))
+        assert cfg["task"]["rewards"]["format"]["thinking"] is cfg["thinking"]
+
+
+@pytest.mark.slow
+def test_sft_objective_exports_a_loadable_checkpoint(tmp_path):
+    export = tmp_path / "export"
+    run_pr1(tmp_path, "objective=sft", "model=tiny_scratch", "trainer.max_steps=3", "trainer.val_check_interval=3",
+            "task.train.n=32", "task.val.n=4", "objective.prompts_per_step=4", f"export_dir={export}")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    assert AutoModelForImageTextToText.from_pretrained(export).config.model_type == "qwen2_vl"
+    assert AutoProcessor.from_pretrained(export).tokenizer.convert_tokens_to_ids("<|image_pad|>") is not None
+
+
+def test_unknown_option_fails_at_compose_time(tmp_path):
+    proc = run_pr1(tmp_path, "matcher=hungarain", check=False)
+    assert proc.returncode != 0
+    assert "Available options" in proc.stderr and "naive" in proc.stderr
