@@ -32,7 +32,7 @@ def window_mean(values: list[float], frac: float, last: bool) -> float:
 
 
 class RunRecorder(L.Callback):
-    """Writes history.jsonl every step and metrics.json at start/validation/end, so a killed run keeps both."""
+    """Writes history.jsonl every step and metrics.json at start/validation/end: a killed run keeps both."""
 
     def __init__(
         self,

@@ -1,20 +1,65 @@
 """Evaluation metrics per task kind, computed from greedy completions with the same parser as training.
 
 Each metric function takes (completions, records, frame, thinking) and returns (aggregate metrics, per-sample
-rows) so eval can write both a metrics JSON and a predictions JSONL.
+rows) so eval can write both a metrics JSON and a predictions JSONL. Completions are read by `pr1.parsing`
+(the rewards' parser: answer tags per `thinking`, then boxes/points/text), coordinates are converted from the
+model's frame to original-image pixels with `pr1.coords`. Every aggregate is higher-is-better except
+`edit_distance` and `count_mae`; the task config's `metric` (which selects the best checkpoint) is always a
+higher-is-better one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import io
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from rapidfuzz.distance import Levenshtein
 
 from pr1 import rewards
+from pr1.coords import clip, from_frame
+from pr1.parsing import Item, completion_text, parse_items, split_answer
+
+# Generative detectors give no confidence: every parsed box gets this score. COCOeval then ranks tied
+# detections in input order (its sort is stable), i.e. by record order, then by order in the answer.
+DETECTION_SCORE = 1.0
+COCO_STATS = (
+    "ap",
+    "ap50",
+    "ap75",
+    "ap_small",
+    "ap_medium",
+    "ap_large",
+    "ar1",
+    "ar10",
+    "ar",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
+)
+
+Metric = Callable[..., tuple[dict[str, float], list[dict]]]
+
+
+def _items(completion: Any, thinking: bool, prefer: Literal["box", "point"]) -> list[Item]:
+    """The parsed boxes/points of a completion's answer, exactly as the rewards read it."""
+    return parse_items(split_answer(completion_text(completion), thinking).text, prefer).items
+
+
+def _pixels(coords: tuple[float, ...], size: list[int], frame: Mapping[str, Any]) -> list[float | None]:
+    """Frame coordinates -> original-image pixels, clipped to the image; None where not finite (a centre of
+    +inf and -inf), so every row stays standard JSON."""
+    return [float(v) if math.isfinite(v) else None for v in clip(from_frame(coords, size, frame), size)]
 
 
 def grounding(completions: list[str], records: list[dict], frame: dict, thinking: bool):
-    """Acc@0.5 (share of IoU >= 0.5, RefCOCO's metric) and mean IoU."""
+    """Acc@0.5 (share of IoU >= 0.5, RefCOCO's metric) and mean IoU, scored by the `iou` reward itself."""
     iou = rewards.build("iou", variant="iou", thinking=thinking, frame=frame)
     scores = np.asarray(
         iou(
@@ -24,11 +69,190 @@ def grounding(completions: list[str], records: list[dict], frame: dict, thinking
         ),
         dtype=float,
     )
-    rows = [
-        {"id": r["id"], "completion": c, "iou": float(s)} for r, c, s in zip(records, completions, scores)
-    ]
+    rows = []
+    for r, c, s in zip(records, completions, scores, strict=True):
+        boxes = [it.coords for it in _items(c, thinking, "box") if len(it.coords) == 4]
+        pred = _pixels(boxes[0], r["image_size"], frame) if boxes else None
+        rows.append(
+            {"id": r["id"], "completion": c, "pred_box": pred, "n_boxes": len(boxes), "iou": float(s)}
+        )
     agg = {"acc50": float((scores >= 0.5).mean()), "miou": float(scores.mean())} if len(scores) else {}
     return agg, rows
 
 
-METRICS: dict[str, Callable] = {"grounding": grounding}
+def _gt_count(record: dict) -> int:
+    return int(record["count"]) if record.get("count") is not None else len(record["solution"])
+
+
+def counting(completions: list[str], records: list[dict], frame: dict, thinking: bool):
+    """Exact-count accuracy (PixMo-Count's metric) and mean absolute count error.
+
+    The predicted count is the number of items the answer lists (points, or boxes counted by their centre),
+    the N of the count reward; the true count is the record's `count` (eval splits publish no points).
+    """
+    rows = []
+    for r, c in zip(records, completions, strict=True):
+        items = _items(c, thinking, "point")
+        points = []
+        for it in items:
+            x1, y1, x2, y2 = it.coords if len(it.coords) == 4 else it.coords * 2
+            points.append(_pixels(((x1 + x2) / 2, (y1 + y2) / 2), r["image_size"], frame))
+        rows.append(
+            {
+                "id": r["id"],
+                "completion": c,
+                "pred_count": len(items),
+                "gt_count": _gt_count(r),
+                "points": points,
+            }
+        )
+    if not rows:
+        return {}, rows
+    errors = np.asarray([abs(row["pred_count"] - row["gt_count"]) for row in rows], dtype=float)
+    return {"count_acc": float((errors == 0).mean()), "count_mae": float(errors.mean())}, rows
+
+
+def word_prf(pred: str, gt: str) -> tuple[float, float, float]:
+    """Precision, recall, F1 of whitespace-separated words as multisets (a repeated word is paid once per
+    occurrence in the ground truth, so repetition cannot raise recall for free). Case-sensitive; both empty
+    scores 1, one empty scores 0."""
+    p, g = Counter(pred.split()), Counter(gt.split())
+    n_p, n_g = sum(p.values()), sum(g.values())
+    if n_p == 0 or n_g == 0:
+        value = float(n_p == n_g)
+        return value, value, value
+    common = sum((p & g).values())
+    precision, recall = common / n_p, common / n_g
+    f1 = 2 * precision * recall / (precision + recall) if common else 0.0
+    return precision, recall, f1
+
+
+def ocr(completions: list[str], records: list[dict], frame: dict, thinking: bool):
+    """Normalised edit distance (Levenshtein / max length, lower is better) and word precision/recall/F1,
+    each averaged over pages. The prediction is the answer text stripped, as the `edit` reward reads it."""
+    rows = []
+    for r, c in zip(records, completions, strict=True):
+        text = split_answer(completion_text(c), thinking).text
+        pred, gt = (text or "").strip(), str(r["solution"]).strip()
+        precision, recall, f1 = word_prf(pred, gt)
+        rows.append(
+            {
+                "id": r["id"],
+                "completion": c,
+                "pred_text": pred,
+                "edit_distance": float(Levenshtein.normalized_distance(pred, gt)),
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
+    if not rows:
+        return {}, rows
+    keys = ("edit_distance", "f1", "precision", "recall")
+    return {k: float(np.mean([row[k] for row in rows])) for k in keys}, rows
+
+
+def _norm_label(label: Any) -> str:
+    return " ".join(str(label).lower().split())
+
+
+def _xywh(box: list[float]) -> list[float]:
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def coco_eval(records: list[dict], predictions: list[list[dict]]) -> dict[str, float]:
+    """COCO box AP/AR of per-record predictions [{"label", "box" (pixels xyxy), "score"}], via COCOeval.
+
+    The ground truth is built in memory from the records: one image per record, categories from the records'
+    `categories` (else their labels), objects' `area` where given (COCO's mask area), `crowd` boxes as
+    iscrowd regions. A predicted label outside the categories belongs to no category and so counts nowhere,
+    as in COCO. Metrics COCOeval leaves undefined (-1: no ground truth in that area range) are NaN.
+    """
+    names: dict[str, int] = {}
+    for r in records:
+        for label in [*r.get("categories", []), *(o["label"] for o in r["solution"] + r.get("crowd", []))]:
+            names.setdefault(_norm_label(label), len(names) + 1)
+    images = [
+        {"id": i + 1, "width": r["image_size"][0], "height": r["image_size"][1]}
+        for i, r in enumerate(records)
+    ]
+    categories = [{"id": k, "name": name} for name, k in names.items()]
+    gt_anns, dt_anns = [], []
+    for i, r in enumerate(records):
+        for crowd, objects in ((0, r["solution"]), (1, r.get("crowd", []))):
+            for o in objects:
+                x, y, w, h = _xywh(o["box"])
+                gt_anns.append(
+                    {
+                        "id": len(gt_anns) + 1,
+                        "image_id": i + 1,
+                        "category_id": names[_norm_label(o["label"])],
+                        "bbox": [x, y, w, h],
+                        "area": float(o.get("area", w * h)),
+                        "iscrowd": crowd,
+                    }
+                )
+        for p in predictions[i]:
+            cat = names.get(_norm_label(p["label"]))
+            if cat is None:
+                continue
+            x, y, w, h = _xywh(p["box"])
+            dt_anns.append(
+                {
+                    "id": len(dt_anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": cat,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                    "score": float(p["score"]),
+                }
+            )
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and the summary table
+        gt, dt = COCO(), COCO()
+        gt.dataset = {"images": images, "categories": categories, "annotations": gt_anns}
+        dt.dataset = {"images": images, "categories": categories, "annotations": dt_anns}
+        gt.createIndex()
+        dt.createIndex()
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {k: (float(v) if v >= 0 else math.nan) for k, v in zip(COCO_STATS, ev.stats, strict=True)}
+
+
+def detection(completions: list[str], records: list[dict], frame: dict, thinking: bool):
+    """COCO AP, AP50, AP75, AP by area, AR@1/10/100 (`ar` = AR@100), by `coco_eval`.
+
+    Each parsed box with a label (the detection reward's format: JSON `bbox_2d` + `label`, or native refs)
+    becomes a detection scored DETECTION_SCORE; boxes are clipped to the image, and reversed, empty or
+    unlabelled ones are dropped (reported per sample as `n_invalid`).
+    """
+    predictions, rows = [], []
+    for r, c in zip(records, completions, strict=True):
+        preds, invalid = [], 0
+        for it in _items(c, thinking, "box"):
+            box = _pixels(it.coords, r["image_size"], frame) if len(it.coords) == 4 else None
+            if box is None or None in box or not it.label or not (box[2] > box[0] and box[3] > box[1]):
+                invalid += 1
+                continue
+            preds.append({"label": it.label, "box": box, "score": DETECTION_SCORE})
+        predictions.append(preds)
+        rows.append(
+            {
+                "id": r["id"],
+                "completion": c,
+                "predictions": preds,
+                "n_invalid": invalid,
+                "n_gt": len(r["solution"]),
+            }
+        )
+    return (coco_eval(records, predictions) if records else {}), rows
+
+
+METRICS: dict[str, Metric] = {
+    "grounding": grounding,
+    "counting": counting,
+    "ocr": ocr,
+    "detection": detection,
+}

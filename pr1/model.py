@@ -1,4 +1,4 @@
-"""Load the policy (tiny or real Qwen2-VL-family checkpoint) and its frozen reference, one code path for all."""
+"""Load the policy (tiny or real Qwen2-VL-family checkpoint) and its frozen reference: one code path."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def asset_path(name: str) -> str:
 
 
 def load_policy(cfg: DictConfig) -> tuple[PreTrainedModel, ProcessorMixin]:
-    """Model + processor from `model.path` (hub id or folder), or a random tiny model when `model.build` is set.
+    """Model + processor from `model.path` (hub id or folder), or a random tiny model if `model.build` is set.
 
     Applies dtype, attention implementation, min/max pixels, vision freezing, LoRA and gradient checkpointing.
     """
@@ -39,7 +39,8 @@ def load_policy(cfg: DictConfig) -> tuple[PreTrainedModel, ProcessorMixin]:
         local = Path(str(cfg.path)).expanduser()
         if str(cfg.path).startswith(str(ASSETS)) and not (local / "config.json").is_file():
             raise FileNotFoundError(
-                f"embedded checkpoint missing at {local}; rebuild it with: python -m pr1.run experiment=build_tiny"
+                f"embedded checkpoint missing at {local}; "
+                "rebuild it with: python -m pr1.run experiment=build_tiny"
             )
         processor = AutoProcessor.from_pretrained(
             str(cfg.path), min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels

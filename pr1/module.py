@@ -44,7 +44,7 @@ class PR1Module(L.LightningModule):
             )
         self.reference = Reference(policy, lora=cfg.model.lora.enabled) if rl and self.obj.beta > 0 else None
         self.val_outputs: list[tuple[str, dict]] = []
-        # Vision placeholders must never be sampled: a completion holding one would not match its image features.
+        # Vision placeholders must never be sampled: a completion holding one mismatches the image features.
         vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
         self.suppress_ids = [i for i in self.tokenizer.convert_tokens_to_ids(list(vision)) if i is not None]
 
@@ -95,14 +95,15 @@ class PR1Module(L.LightningModule):
         sizes = prompts["image_grid_thw"].prod(-1)
         starts = torch.cumsum(sizes, 0) - sizes
         patches = [
-            prompts["pixel_values"][s : s + n] for s, n in zip(starts[rows].tolist(), sizes[rows].tolist())
+            prompts["pixel_values"][s : s + n]
+            for s, n in zip(starts[rows].tolist(), sizes[rows].tolist(), strict=True)
         ]
         out = {k: v[rows] for k, v in prompts.items() if k != "pixel_values"}
         out["pixel_values"] = torch.cat(patches)
         return out
 
     def generation_config(self, **overrides) -> GenerationConfig:
-        """The policy's generation config (a copy) with pr1's end tokens, padding and suppressed vision tokens.
+        """A copy of the policy's generation config with pr1's end tokens, padding, suppressed vision tokens.
 
         Every sampling knob is set explicitly by the caller: checkpoint defaults (Qwen2-VL ships top_k=1,
         top_p=0.001) must never leak into rollouts.
@@ -125,8 +126,8 @@ class PR1Module(L.LightningModule):
     def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
         """Completion text with Qwen's markup tokens kept (they carry the boxes) and the end token dropped."""
         out = []
-        for ids, m in zip(completion_ids.tolist(), mask.tolist()):
-            ids = [t for t, keep in zip(ids, m) if keep and t not in self.eos_ids]
+        for ids, m in zip(completion_ids.tolist(), mask.tolist(), strict=True):
+            ids = [t for t, keep in zip(ids, m, strict=True) if keep and t not in self.eos_ids]
             out.append(self.tokenizer.decode(ids, skip_special_tokens=False))
         return out
 
@@ -139,7 +140,7 @@ class PR1Module(L.LightningModule):
         temperature: float,
         with_entropy: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log pi(o_t | prompt, o_<t) of completion tokens, from logits scaled by the sampling temperature."""
+        """Per-token log pi(o_t | prompt, o_<t) of the completion (logits scaled by the sampling temperature)."""
         out = model(
             input_ids=torch.cat([prompts["input_ids"], ids], 1),
             attention_mask=torch.cat([prompts["attention_mask"], mask], 1),
@@ -204,7 +205,7 @@ class PR1Module(L.LightningModule):
             self.policy.train()
             prompts = self.repeat_prompts(enc, g)
             plen = enc["input_ids"].shape[1]
-            # Group bookkeeping: row i must continue prompt i // G, so a group shares one prompt and one truth.
+            # Group bookkeeping: row i must continue prompt i // G, so a group shares one prompt and truth.
             if not torch.equal(seqs[:, :plen], prompts["input_ids"]):
                 raise RuntimeError("generate returned rows that do not continue their prompts in group order")
             ids = seqs[:, plen:]
@@ -295,7 +296,7 @@ class PR1Module(L.LightningModule):
             v = torch.tensor(vals)
             stats[f"reward/{name}"] = float(v.mean())
             stats[f"reward/{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
-        self.last_samples = list(zip(texts, records, rewards.tolist(), adv.tolist()))
+        self.last_samples = list(zip(texts, records, rewards.tolist(), adv.tolist(), strict=True))
         return stats
 
     def _sft_step(self, batch: list[dict], times: dict) -> dict[str, float]:
@@ -340,7 +341,7 @@ class PR1Module(L.LightningModule):
         seqs = self.policy.generate(**enc, generation_config=gen)
         ids = seqs[:, enc["input_ids"].shape[1] :]
         texts = self.decode(ids, self.completion_mask(ids))
-        self.val_outputs.extend(zip(texts, batch))
+        self.val_outputs.extend(zip(texts, batch, strict=True))
 
     def on_validation_epoch_start(self) -> None:
         self.val_outputs = []

@@ -1,4 +1,4 @@
-"""`python -m pr1.run [overrides]`: compose the config, build task/data/model, train (GRPO or SFT) or evaluate.
+"""`python -m pr1.run [overrides]`: compose the config, build task/data/model, train (GRPO/SFT) or evaluate.
 
 One entry point for every arm of every sweep; `-m` runs a Hydra multirun through the configured launcher.
 """
@@ -23,12 +23,12 @@ from pr1.callbacks import RunRecorder
 from pr1.data.dataset import RecordDataset, collate_records
 from pr1.model import asset_path, load_policy
 from pr1.module import PR1Module
-from pr1.results import read_jsonl
+from pr1.results import read_jsonl, safe_name
 from pr1.tasks.task import Task
 
 log = logging.getLogger("pr1")
 OmegaConf.register_new_resolver("pr1.asset", asset_path, replace=True)
-OmegaConf.register_new_resolver("pr1.arm", lambda dirname="": dirname or "default", replace=True)
+OmegaConf.register_new_resolver("pr1.arm", lambda dirname="": safe_name(dirname or "default"), replace=True)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -156,7 +156,8 @@ def print_summary(result: dict, run_dir: Path) -> None:
     ]
     if metric in result["final"]:
         lines.append(
-            f"  {metric}  final: {result['final'][metric]:.4f}   best: {result['best'].get(metric, float('nan')):.4f}"
+            f"  {metric}  final: {result['final'][metric]:.4f}"
+            f"   best: {result['best'].get(metric, float('nan')):.4f}"
         )
     lines += [f"  run dir: {run_dir}", "=" * 72]
     print("\n".join(lines), flush=True)

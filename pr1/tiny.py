@@ -39,7 +39,10 @@ SPECIAL_TOKENS = [
 ]
 
 # Qwen2's pre-tokenizer regex: digits are split one by one, which keeps coordinates learnable.
-QWEN_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 # Qwen2-VL's chat template (system prompt, image placeholders, generation prompt), kept verbatim in spirit.
 CHAT_TEMPLATE = (
@@ -68,13 +71,96 @@ def tokenizer_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: pr1's prompts, answer markup and common English words."""
     from pr1.tasks.prompts import PROMPT_TEMPLATES
 
-    words = (
-        "the a an of in on at left right top bottom above below next to small large big tiny red green blue "
-        "yellow purple orange black white gray cyan magenta brown pink circle square rectangle triangle "
-        "ellipse star cross dot dots object objects text line word number count how many output all bounding "
-        "box boxes coordinates names image picture please and or with without is are there what where which "
-        "person car dog cat bus chair table bottle cup book label point points answer think reason first then"
-    ).split()
+    words = [
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "at",
+        "left",
+        "right",
+        "top",
+        "bottom",
+        "above",
+        "below",
+        "next",
+        "to",
+        "small",
+        "large",
+        "big",
+        "tiny",
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "purple",
+        "orange",
+        "black",
+        "white",
+        "gray",
+        "cyan",
+        "magenta",
+        "brown",
+        "pink",
+        "circle",
+        "square",
+        "rectangle",
+        "triangle",
+        "ellipse",
+        "star",
+        "cross",
+        "dot",
+        "dots",
+        "object",
+        "objects",
+        "text",
+        "line",
+        "word",
+        "number",
+        "count",
+        "how",
+        "many",
+        "output",
+        "all",
+        "bounding",
+        "box",
+        "boxes",
+        "coordinates",
+        "names",
+        "image",
+        "picture",
+        "please",
+        "and",
+        "or",
+        "with",
+        "without",
+        "is",
+        "are",
+        "there",
+        "what",
+        "where",
+        "which",
+        "person",
+        "car",
+        "dog",
+        "cat",
+        "bus",
+        "chair",
+        "table",
+        "bottle",
+        "cup",
+        "book",
+        "label",
+        "point",
+        "points",
+        "answer",
+        "think",
+        "reason",
+        "first",
+        "then",
+    ]
     corpus = [" ".join(words)] * 4
     corpus += list(PROMPT_TEMPLATES.values())
     corpus += ["<think>", "</think>", "<answer>", "</answer>", "(0,0),(1000,1000)", "[10, 20, 30, 40]"]

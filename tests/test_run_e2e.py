@@ -12,18 +12,38 @@ import yaml
 
 from tests.conftest import ROOT
 
-SHORT = ["trainer.max_steps=4", "trainer.val_check_interval=2", "objective.prompts_per_step=2",
-         "objective.num_generations=4", "objective.max_new_tokens=24", "task.train.n=64", "task.val.n=8",
-         "print_every=1"]
+SHORT = [
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "objective.prompts_per_step=2",
+    "objective.num_generations=4",
+    "objective.max_new_tokens=24",
+    "task.train.n=64",
+    "task.val.n=8",
+    "print_every=1",
+]
 
 
 def run_pr1(tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PR1_ROOT": str(tmp_path), "PR1_DATA_DIR": str(tmp_path / "data"),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.run([sys.executable, "-m", "pr1.run", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    env = {
+        **os.environ,
+        "PR1_ROOT": str(tmp_path),
+        "PR1_DATA_DIR": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pr1.run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"pr1.run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"pr1.run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -53,11 +73,21 @@ def test_default_run_trains_and_summarises(tmp_path):
 
 @pytest.mark.slow
 def test_headline_multirun_four_arms(tmp_path):
-    proc = run_pr1(tmp_path, "-m", "matcher=hungarian,naive", "thinking=true,false", "sweep=ablation",
-                   *[a.replace("max_steps=4", "max_steps=2") for a in SHORT])
+    proc = run_pr1(
+        tmp_path,
+        "-m",
+        "matcher=hungarian,naive",
+        "thinking=true,false",
+        "sweep=ablation",
+        *[a.replace("max_steps=4", "max_steps=2") for a in SHORT],
+    )
     arms = sorted(p.name for p in (tmp_path / "results" / "ablation").iterdir() if p.is_dir())
-    assert arms == ["matcher=hungarian,thinking=false", "matcher=hungarian,thinking=true",
-                    "matcher=naive,thinking=false", "matcher=naive,thinking=true"], proc.stdout
+    assert arms == [
+        "matcher=hungarian,thinking=false",
+        "matcher=hungarian,thinking=true",
+        "matcher=naive,thinking=false",
+        "matcher=naive,thinking=true",
+    ], proc.stdout
     for arm in arms:
         run_dir = tmp_path / "results" / "ablation" / arm / "seed0"
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
@@ -70,8 +100,17 @@ def test_headline_multirun_four_arms(tmp_path):
 @pytest.mark.slow
 def test_sft_objective_exports_a_loadable_checkpoint(tmp_path):
     export = tmp_path / "export"
-    run_pr1(tmp_path, "objective=sft", "model=tiny_scratch", "trainer.max_steps=3", "trainer.val_check_interval=3",
-            "task.train.n=32", "task.val.n=4", "objective.prompts_per_step=4", f"export_dir={export}")
+    run_pr1(
+        tmp_path,
+        "objective=sft",
+        "model=tiny_scratch",
+        "trainer.max_steps=3",
+        "trainer.val_check_interval=3",
+        "task.train.n=32",
+        "task.val.n=4",
+        "objective.prompts_per_step=4",
+        f"export_dir={export}",
+    )
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     assert AutoModelForImageTextToText.from_pretrained(export).config.model_type == "qwen2_vl"

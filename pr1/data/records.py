@@ -1,18 +1,33 @@
-"""The record every loader yields, and the raise-or-count policy for bad input.
+"""The record every loader yields, the raise-or-count policy for bad input, and the checks loaders share.
 
 A record is a plain dict, the single currency between loaders, the GRPO/SFT step, rewards and eval:
   id: str, task: str, image: str (path), image_size: [w, h], question: str, solution: task-specific ground
-  truth in absolute pixels of the original image (grounding [x1,y1,x2,y2]; counting [[x,y],...];
-  ocr str; detection [{"label", "box"}]).
+  truth in absolute pixels of the original image:
+  - grounding: [x1, y1, x2, y2];
+  - counting: [[x, y], ...] points, plus `count` (int); solution is None for eval-only sets that publish
+    counts without points (PixMo-Count val/test), which the count metric handles and the rewards cannot;
+  - ocr: str;
+  - detection: [{"label": str, "box": [x1, y1, x2, y2], "area"?: float}], plus `categories` (every class
+    name of the dataset, the prompt's list) and `crowd` (iscrowd boxes, ignored regions for COCOeval).
+A bad record raises a RecordError naming file, record and field, or is counted and skipped (`on_error=skip`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
+
+FILE = "<file>"  # the `record` of an error that concerns the whole file
+LINE = "<line>"  # the `field` of an error that concerns a whole JSONL line
 
 
 class RecordError(ValueError):
@@ -25,7 +40,7 @@ class RecordError(ValueError):
 
 @dataclass
 class ErrorPolicy:
-    """`raise` stops at the first bad record; `skip` counts skips per reason and reports them once."""
+    """`raise` stops at the first bad record; `skip` counts skips and reports them once, at the end."""
 
     mode: str = "raise"
     skipped: list[str] = field(default_factory=list)
@@ -50,19 +65,153 @@ class ErrorPolicy:
             )
 
 
-def check_box(
-    box: object, size: tuple[int, int], file: str | Path, record: int | str, name: str
-) -> list[float]:
-    """Validate an [x1,y1,x2,y2] box against the image size (a bad one raises RecordError)."""
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise RecordError(file, record, name, f"expected [x1, y1, x2, y2], got {box!r}")
+def require(path: str | Path, what: str, arg: str, is_dir: bool = False) -> Path:
+    """`path` if it exists; else a FileNotFoundError naming the config key that points at it."""
+    path = Path(path).expanduser()
+    if not (path.is_dir() if is_dir else path.is_file()):
+        raise FileNotFoundError(
+            f"{what} not found: {path}. Set task.train.{arg} / task.val.{arg} to where it lives "
+            "(real-dataset task configs default to paths under $PR1_DATA)."
+        )
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """A whole JSON file. Bytes that are not UTF-8 survive as lone surrogates, so `check_text` can name the
+    record and field that holds them instead of failing on the file."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     try:
-        x1, y1, x2, y2 = (float(v) for v in box)
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(path, FILE, LINE, f"invalid JSON at line {e.lineno} ({e.msg})") from None
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict | RecordError]]:
+    """(line number, object) per non-blank line; a line that is not a JSON object yields its RecordError."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+            except json.JSONDecodeError as e:
+                yield lineno, RecordError(path, lineno, LINE, f"invalid JSON ({e.msg})")
+                continue
+            if not isinstance(row, dict):
+                yield lineno, RecordError(path, lineno, LINE, "expected a JSON object")
+                continue
+            yield lineno, row
+
+
+def check_text(
+    value: object, file: str | Path, record: int | str, name: str, allow_empty: bool = False
+) -> str:
+    """A string field that was valid UTF-8 on disk (see `read_json`) and, unless allowed, not blank."""
+    if not isinstance(value, str):
+        raise RecordError(file, record, name, f"expected a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError(file, record, name, "not UTF-8 (undecodable bytes in the text)") from None
+    if not allow_empty and not value.strip():
+        raise RecordError(file, record, name, "empty")
+    return value
+
+
+def check_size(width: object, height: object, file: str | Path, record: int | str) -> tuple[int, int]:
+    """A positive integer (width, height)."""
+    try:
+        w, h = int(width), int(height)  # type: ignore[call-overload]
     except (TypeError, ValueError):
-        raise RecordError(file, record, name, f"non-numeric coordinate in {box!r}") from None
+        raise RecordError(file, record, "width/height", f"not integers: {width!r}, {height!r}") from None
+    if w <= 0 or h <= 0:
+        raise RecordError(file, record, "width/height", f"non-positive image size {(w, h)}")
+    return w, h
+
+
+def _numbers(values: object, n: int, file: str | Path, record: int | str, name: str) -> list[float]:
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise RecordError(file, record, name, f"expected {n} numbers, got {values!r:.200}")
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise RecordError(file, record, name, f"non-numeric coordinate in {values!r:.200}") from None
+    if not all(math.isfinite(v) for v in out) or any(isinstance(v, bool) for v in values):
+        raise RecordError(file, record, name, f"non-finite or boolean coordinate in {values!r:.200}")
+    return out
+
+
+def check_box(
+    box: object,
+    size: tuple[int, int],
+    file: str | Path,
+    record: int | str,
+    name: str,
+    tolerance: float = 0.0,
+) -> list[float]:
+    """Validate an [x1,y1,x2,y2] box against the image size (a bad one raises RecordError).
+
+    Coordinates at most `tolerance` pixels outside the image are clipped to it: published annotations (COCO)
+    carry float round-off at the border. Anything further out is an error, never silently repaired.
+    """
+    x1, y1, x2, y2 = _numbers(box, 4, file, record, name)
     w, h = size
     if not (x2 > x1 and y2 > y1):
         raise RecordError(file, record, name, f"box {box!r} has non-positive width or height")
-    if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
+    if x1 < -tolerance or y1 < -tolerance or x2 > w + tolerance or y2 > h + tolerance:
         raise RecordError(file, record, name, f"box {box!r} lies outside the {w}x{h} image")
-    return [x1, y1, x2, y2]
+    return [max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))]
+
+
+def xywh_to_xyxy(
+    bbox: object, size: tuple[int, int], file: str | Path, record: int | str, name: str, tolerance: float
+) -> list[float]:
+    """A COCO [x, y, width, height] box as a checked [x1, y1, x2, y2] box."""
+    x, y, w, h = _numbers(bbox, 4, file, record, name)
+    if w <= 0 or h <= 0:
+        raise RecordError(file, record, name, f"box {bbox!r} has non-positive width or height")
+    return check_box([x, y, x + w, y + h], size, file, record, name, tolerance)
+
+
+def check_point(
+    point: object, size: tuple[int, int], file: str | Path, record: int | str, name: str
+) -> list[float]:
+    """An [x, y] point inside the image (the border included)."""
+    x, y = _numbers(point, 2, file, record, name)
+    w, h = size
+    if not (0 <= x <= w and 0 <= y <= h):
+        raise RecordError(file, record, name, f"point {point!r} lies outside the {w}x{h} image")
+    return [x, y]
+
+
+def resolve_image(value: object, base: Path, file: str | Path, record: int | str, name: str) -> Path:
+    """An existing image file named by `value`, relative to `base` unless absolute."""
+    rel = Path(check_text(value, file, record, name))
+    image = rel if rel.is_absolute() else base / rel
+    if not image.is_file():
+        raise RecordError(file, record, name, f"file not found: {image}")
+    return image
+
+
+def image_size(image: Path, file: str | Path, record: int | str, name: str) -> tuple[int, int]:
+    """(width, height) read from the image header (formats that do not store the size)."""
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise RecordError(file, record, name, f"unreadable image {image}: {e}") from None
+
+
+def make_record(
+    id: str, task: str, image: Path, size: tuple[int, int], question: str, solution: Any, **extra: Any
+) -> dict:
+    """A record with the schema's keys in one place (extra task-specific keys appended)."""
+    return {
+        "id": id,
+        "task": task,
+        "image": str(image),
+        "image_size": [int(size[0]), int(size[1])],
+        "question": question,
+        "solution": solution,
+        **extra,
+    }

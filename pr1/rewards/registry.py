@@ -42,7 +42,8 @@ def _score_all(
 ) -> list[dict[str, float]]:
     """Score every completion; options come from `columns` (bound by build or passed as columns)."""
     scorer = _SCORERS[name]
-    options = {k: v for k, v in columns.items() if k in _options(scorer)}
+    valid = _options(scorer)
+    options = {k: v for k, v in columns.items() if k in valid}
     thinking = bool(columns.get("thinking", False))
     if not len(completions) == len(solution) == len(image_size):
         raise ValueError(

@@ -46,8 +46,12 @@ class Task:
         return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
     def answer(self, record: dict) -> str:
-        """The ground-truth answer in the model's frame and format (the SFT target)."""
-        label = record["question"] if self.kind == "grounding" else None
+        """The ground-truth answer in the model's frame and format (the SFT target).
+
+        Grounding and counting answers name their object (Qwen2-VL's `<|object_ref_start|>` part) with the
+        question, the expression or class asked about; detection labels come with each object.
+        """
+        label = record["question"] if self.kind in ("grounding", "counting") else None
         return answers.render(
             self.kind, record["solution"], record["image_size"], self.frame, self.thinking, label=label
         )

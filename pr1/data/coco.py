@@ -1,0 +1,148 @@
+"""COCO-format detection data (COCO 2017 and the synthetic detection sets), read through pycocotools.
+
+One record per image: `solution` is its objects as {"label": category name, "box": [x1, y1, x2, y2] pixels,
+"area": the annotation's area} (COCO stores [x, y, width, height]; `area` is the mask area COCOeval's
+small/medium/large ranges use). `categories` lists every category name in id order (the detection prompt
+names them all), and `question` joins them.
+
+iscrowd: crowd annotations (one box around a group of objects) are not objects to detect, so they never enter
+`solution` (the training target and reward); they are kept in `crowd`, and the COCOeval metric passes them on
+as iscrowd regions, where detections are ignored rather than counted as false positives, as COCO's own eval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from pycocotools.coco import COCO
+
+from pr1.data.records import (
+    FILE,
+    ErrorPolicy,
+    RecordError,
+    check_size,
+    check_text,
+    make_record,
+    read_json,
+    require,
+    resolve_image,
+    xywh_to_xyxy,
+)
+from pr1.data.refcoco import BOX_TOLERANCE
+
+
+def load_coco(
+    annotations: str | Path,
+    images: str | Path,
+    on_error: str = "raise",
+    keep_empty: bool = False,
+    limit: int | None = None,
+) -> list[dict]:
+    """Detection records from an instances JSON and its image folder.
+
+    keep_empty keeps images without any (non-crowd) object: evaluation needs them (a detection there is a
+    false positive), training on them teaches the empty answer. A bad annotation (unknown category or image,
+    box outside the image, non-positive size, non-UTF-8 name) fails its whole image: a record with one
+    object dropped would punish the model for finding it. `limit` keeps the first N images by id.
+    """
+    ann_file = require(annotations, "COCO instances JSON", "annotations")
+    image_dir = require(images, "COCO image folder", "images", is_dir=True)
+    data = read_json(ann_file)
+    if not isinstance(data, dict):
+        raise RecordError(ann_file, FILE, "<root>", "expected a JSON object")
+    for section in ("images", "annotations", "categories"):
+        if not isinstance(data.get(section), list):
+            raise RecordError(ann_file, FILE, section, "missing or not a list")
+    policy = ErrorPolicy(on_error)
+    names = _categories(data["categories"], ann_file, policy)
+    coco = COCO()
+    coco.dataset = {
+        "images": _with_keys(data["images"], ("id",), "image", ann_file, policy),
+        "annotations": _with_keys(data["annotations"], ("id", "image_id"), "annotation", ann_file, policy),
+        "categories": [c for c in data["categories"] if isinstance(c, dict) and c.get("id") in names],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    _check_annotation_images(coco, ann_file, policy)
+
+    ordered = [names[k] for k in sorted(names)]
+    records = []
+    for image_id in sorted(coco.imgs):
+        if limit is not None and len(records) >= limit:
+            break
+        try:
+            rec = _image_record(coco, image_id, names, ordered, ann_file, image_dir)
+        except RecordError as err:
+            policy.handle(err)
+            continue
+        if rec["solution"] or keep_empty:
+            records.append(rec)
+    policy.report(ann_file, len(records))
+    return records
+
+
+def _with_keys(items: list, keys: tuple[str, ...], kind: str, file: Path, policy: ErrorPolicy) -> list[dict]:
+    """The entries pycocotools can index (it needs these keys); the others are reported."""
+    kept = []
+    for i, item in enumerate(items):
+        missing = [k for k in keys if not isinstance(item, dict) or k not in item]
+        if missing:
+            policy.handle(RecordError(file, f"{kind} #{i}", missing[0], "missing"))
+        else:
+            kept.append(item)
+    return kept
+
+
+def _categories(cats: list, file: Path, policy: ErrorPolicy) -> dict[int, str]:
+    """{category id: name}; a bad category is reported here and its annotations then fail as unknown."""
+    names: dict[int, str] = {}
+    for i, cat in enumerate(cats):
+        record = f"category {cat.get('id') if isinstance(cat, dict) else i}"
+        try:
+            if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+                raise RecordError(file, record, "id", "expected an object with an integer id")
+            names[cat["id"]] = check_text(cat.get("name"), file, record, "name").strip()
+        except RecordError as err:
+            policy.handle(err)
+    return names
+
+
+def _check_annotation_images(coco: COCO, file: Path, policy: ErrorPolicy) -> None:
+    """An annotation of an image the file does not list belongs to no record: report it, never drop it."""
+    for ann_id, ann in coco.anns.items():
+        if ann.get("image_id") not in coco.imgs:
+            policy.handle(
+                RecordError(file, f"annotation {ann_id}", "image_id", f"unknown image {ann.get('image_id')}")
+            )
+
+
+def _image_record(
+    coco: COCO, image_id: int, names: dict[int, str], ordered: list[str], file: Path, image_dir: Path
+) -> dict:
+    img = coco.imgs[image_id]
+    name = f"image {image_id}"
+    size = check_size(img.get("width"), img.get("height"), file, name)
+    image = resolve_image(img.get("file_name"), image_dir, file, name, "file_name")
+    objects, crowd = [], []
+    for ann in coco.imgToAnns.get(image_id, []):
+        record = f"annotation {ann.get('id')} (image {image_id})"
+        if ann.get("category_id") not in names:
+            raise RecordError(file, record, "category_id", f"unknown category {ann.get('category_id')!r}")
+        box = xywh_to_xyxy(ann.get("bbox"), size, file, record, "bbox", BOX_TOLERANCE)
+        area = ann.get("area")
+        if not isinstance(area, (int, float)) or area <= 0:
+            area = (box[2] - box[0]) * (box[3] - box[1])
+        obj = {"label": names[ann["category_id"]], "box": box, "area": float(area)}
+        (crowd if ann.get("iscrowd") else objects).append(obj)
+    return make_record(
+        str(image_id),
+        "detection",
+        image,
+        size,
+        ", ".join(ordered),
+        objects,
+        categories=ordered,
+        crowd=crowd,
+    )
