@@ -117,7 +117,9 @@ class RunRecorder(L.Callback):
 
     @rank_zero_only
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self.write(trainer, "failed", error=f"{type(exception).__name__}: {exception}")
+        # SystemExit here is submitit requeueing a preempted job after pr1 checkpointed it.
+        status = "preempted" if isinstance(exception, SystemExit) else "failed"
+        self.write(trainer, status, error=f"{type(exception).__name__}: {exception}")
 
     def state_dict(self) -> dict:
         return {"best": self.best, "final": self.final}

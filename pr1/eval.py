@@ -34,7 +34,7 @@ from pr1.results import write_json_atomic
 from pr1.tasks.task import Task
 
 log = logging.getLogger("pr1")
-DEFAULT_BATCH_SIZE = 16  # the in-training validation loader's batch size (pr1.run.build_loaders)
+DEFAULT_BATCH_SIZE = 16  # the in-training validation batch size (RecordDataModule.val_batch_size)
 
 
 def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
@@ -123,7 +123,7 @@ def main() -> None:
     pr1.run runs as `__main__`, exactly as `python -m pr1.run` does: Hydra finds the config folder relative
     to the script it runs, which an imported `pr1.run.main` would not give it.
     """
-    sys.argv.insert(1, "mode=eval")
+    sys.argv.append("mode=eval")  # last, so it wins over a mode= given on the command line
     runpy.run_module("pr1.run", run_name="__main__", alter_sys=True)
 
 

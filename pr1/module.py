@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from transformers import GenerationConfig
@@ -44,6 +46,8 @@ class PR1Module(L.LightningModule):
             )
         self.reference = Reference(policy, lora=cfg.model.lora.enabled) if rl and self.obj.beta > 0 else None
         self.val_outputs: list[tuple[str, dict]] = []
+        self.last_samples: list[dict] = []
+        self.samples_done = 0  # prompts consumed over all processes; the data sampler resumes from it
         # Vision placeholders must never be sampled: a completion holding one mismatches the image features.
         vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
         self.suppress_ids = [i for i in self.tokenizer.convert_tokens_to_ids(list(vision)) if i is not None]
@@ -55,6 +59,28 @@ class PR1Module(L.LightningModule):
         warmup = max(int(self.obj.warmup_steps), 0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Data position and RNG state, so a resumed run continues exactly where it stopped."""
+        checkpoint["pr1"] = {
+            "samples_done": self.samples_done,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("pr1")
+        if state is None:
+            raise KeyError(
+                "checkpoint has no 'pr1' state (not written by pr1): cannot resume data order and RNG"
+            )
+        self.samples_done = int(state["samples_done"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
 
     def on_fit_start(self) -> None:
         if self.reference is not None:
@@ -140,7 +166,7 @@ class PR1Module(L.LightningModule):
         temperature: float,
         with_entropy: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log pi(o_t | prompt, o_<t) of the completion (logits scaled by the sampling temperature)."""
+        """Per-token log pi(o_t | prompt, o_<t) of the completion; logits scaled by the temperature."""
         out = model(
             input_ids=torch.cat([prompts["input_ids"], ids], 1),
             attention_mask=torch.cat([prompts["attention_mask"], mask], 1),
@@ -174,6 +200,7 @@ class PR1Module(L.LightningModule):
         times: dict[str, float] = defaultdict(float)
         stats = self._sft_step(batch, times) if self.obj.name == "sft" else self._grpo_step(batch, times)
         self.lr_schedulers().step()
+        self.samples_done += len(batch) * self.trainer.world_size
         times["other"] = time.perf_counter() - t0 - sum(times.values())
         stats["lr"] = self.optimizers().param_groups[0]["lr"]
         bar = {"reward", "kl", "loss"}
@@ -296,7 +323,19 @@ class PR1Module(L.LightningModule):
             v = torch.tensor(vals)
             stats[f"reward/{name}"] = float(v.mean())
             stats[f"reward/{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
-        self.last_samples = list(zip(texts, records, rewards.tolist(), adv.tolist(), strict=True))
+        # The last rollout batch, for sample tables (W&B): one dict per completion.
+        self.last_samples = [
+            {
+                "record": rec,
+                "completion": text,
+                "reward": r,
+                "advantage": a,
+                "terms": {name: per_term[name][i] for name in per_term},
+            }
+            for i, (rec, text, r, a) in enumerate(
+                zip(records, texts, rewards.tolist(), adv.tolist(), strict=True)
+            )
+        ]
         return stats
 
     def _sft_step(self, batch: list[dict], times: dict) -> dict[str, float]:

@@ -8,25 +8,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from pr1.callbacks import RunRecorder
-from pr1.data.dataset import RecordDataset, collate_records
+from pr1.datamodule import RecordDataModule
 from pr1.model import asset_path, load_policy
 from pr1.module import PR1Module
-from pr1.results import read_jsonl, safe_name
+from pr1.preemption import PreemptionCheckpoint
+from pr1.results import read_jsonl, safe_name, write_json_atomic
 from pr1.tasks.task import Task
 
 log = logging.getLogger("pr1")
+# pr1 checkpoints after the optimizer step on purpose (a resumed run continues from the updated policy).
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 OmegaConf.register_new_resolver("pr1.asset", asset_path, replace=True)
 OmegaConf.register_new_resolver("pr1.arm", lambda dirname="": safe_name(dirname or "default"), replace=True)
 
@@ -39,29 +43,15 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"mode must be 'train' or 'eval', got {cfg.mode!r}")
 
 
-def build_loaders(cfg: DictConfig) -> tuple[DataLoader, DataLoader | None]:
-    train = RecordDataset(instantiate(cfg.task.train))
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    train_loader = DataLoader(
-        train,
-        batch_size=int(cfg.objective.prompts_per_step),
-        shuffle=True,
-        generator=gen,
-        collate_fn=collate_records,
+def build_data(cfg: DictConfig) -> RecordDataModule:
+    val = instantiate(cfg.task.val) if cfg.task.get("val") is not None else None
+    return RecordDataModule(
+        instantiate(cfg.task.train),
+        val,
+        int(cfg.objective.prompts_per_step),
+        int(cfg.seed),
         num_workers=int(cfg.data.num_workers),
-        drop_last=True,
     )
-    val_loader = None
-    if cfg.task.get("val") is not None:
-        val = RecordDataset(instantiate(cfg.task.val))
-        val_loader = DataLoader(
-            val,
-            batch_size=16,
-            shuffle=False,
-            collate_fn=collate_records,
-            num_workers=int(cfg.data.num_workers),
-        )
-    return train_loader, val_loader
 
 
 def trim_history(run_dir: Path, step: int) -> None:
@@ -86,7 +76,7 @@ def train(cfg: DictConfig) -> dict:
         thinking=bool(cfg.thinking),
         frame=OmegaConf.to_container(cfg.model.frame, resolve=True),
     )
-    train_loader, val_loader = build_loaders(cfg)
+    data = build_data(cfg)
     policy, processor = load_policy(cfg.model)
     module = PR1Module(cfg, task, policy, processor)
 
@@ -104,7 +94,7 @@ def train(cfg: DictConfig) -> dict:
             every_n_train_steps=int(cfg.trainer.val_check_interval),
         ),
     ]
-    if val_loader is not None:
+    if data.val_set is not None:
         callbacks.append(
             ModelCheckpoint(
                 dirpath=ckpt_dir,
@@ -115,6 +105,8 @@ def train(cfg: DictConfig) -> dict:
                 save_on_train_epoch_end=False,
             )
         )
+    callbacks += [instantiate(v) for v in cfg.callbacks.values()]
+    callbacks.append(PreemptionCheckpoint(ckpt_dir / "last.ckpt"))  # last: the step is fully recorded first
     loggers = [instantiate(v) for v in cfg.logger.values()] if cfg.get("logger") else False
     trainer = L.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -123,7 +115,11 @@ def train(cfg: DictConfig) -> dict:
         default_root_dir=str(run_dir),
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # StepBatchSampler shards by rank itself, groups intact
     )
+
+    for lg in trainer.loggers:  # the composed config travels with every logger (W&B config, hparams.yaml)
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if cfg.resume and last.exists() else None
@@ -131,9 +127,9 @@ def train(cfg: DictConfig) -> dict:
         step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
         log.info("resuming from %s (step %d)", last, step)
         trim_history(run_dir, step)
-    elif val_loader is not None:
-        trainer.validate(module, val_loader, verbose=False)  # the starting point of the task metric
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    elif data.val_set is not None:
+        trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     result = recorder.write(trainer, "completed")
 
     if cfg.export_dir and trainer.is_global_zero:
@@ -170,8 +166,34 @@ def main(cfg: DictConfig) -> float | None:
         from pr1.eval import evaluate
 
         return evaluate(cfg)[f"{cfg.task.metric}"]
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except Exception as exc:
+        record_failure(cfg, exc)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        log.exception("arm %s seed %s failed; the sweep goes on", cfg.arm, cfg.seed)
+        return None
     return result["final"].get(result["task_metric"])
+
+
+def record_failure(cfg: DictConfig, exc: BaseException) -> None:
+    """Mark the run failed in metrics.json (the recorder does it for errors inside fit; this covers setup)."""
+    path = Path(cfg.paths.run_dir) / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        data = {
+            "sweep": cfg.sweep,
+            "arm": cfg.arm,
+            "seed": int(cfg.seed),
+            "steps": 0,
+            "final": {},
+            "best": {},
+        }
+    if data.get("status") != "failed":
+        data.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        write_json_atomic(path, data)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,28 @@ def compose():
         return cfg
 
     return _compose
+
+
+SLURM_PARTITION = "cpu"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """Require a responding cluster with partition `cpu`: fail under PR1_REQUIRE_SLURM=1, else skip."""
+    problem = None
+    if shutil.which("sinfo") is None:
+        problem = "sinfo is not installed"
+    else:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-p", SLURM_PARTITION, "-o", "%a %t"], capture_output=True, text=True, timeout=60
+        )
+        if proc.returncode != 0:
+            problem = f"sinfo failed (exit {proc.returncode}): {proc.stderr.strip()}"
+        elif not proc.stdout.strip():
+            problem = f"sinfo shows no partition {SLURM_PARTITION!r}"
+    if problem is None:
+        return
+    message = f"no local SLURM cluster: {problem}. Start one with `bash slurm/local-cluster.sh up` (as root)."
+    if os.environ.get("PR1_REQUIRE_SLURM") == "1":
+        pytest.fail(f"PR1_REQUIRE_SLURM=1 but {message}", pytrace=False)
+    pytest.skip(message)

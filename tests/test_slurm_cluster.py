@@ -4,8 +4,6 @@ Bring the cluster up first (as root): `bash slurm/local-cluster.sh up`. Without 
 unless PR1_REQUIRE_SLURM=1 (as in CI), where they fail.
 """
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,9 +14,10 @@ import cloudpickle
 import pytest
 import submitit
 
+from tests.conftest import SLURM_PARTITION as PARTITION
+
 pytestmark = pytest.mark.slurm
 
-PARTITION = "cpu"
 # Generous: a job usually starts and finishes within a few seconds; these bound a hung cluster.
 JOB_TIMEOUT_S = 120
 SACCT_TIMEOUT_S = 60
@@ -29,26 +28,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster() -> None:
-    """Require a responding cluster with partition `cpu`: fail under PR1_REQUIRE_SLURM=1, else skip."""
-    problem = None
-    if shutil.which("sinfo") is None:
-        problem = "sinfo is not installed"
-    else:
-        proc = _run("sinfo", "-h", "-p", PARTITION, "-o", "%a %t")
-        if proc.returncode != 0:
-            problem = f"sinfo failed (exit {proc.returncode}): {proc.stderr.strip()}"
-        elif not proc.stdout.strip():
-            problem = f"sinfo shows no partition {PARTITION!r}"
-    if problem is None:
-        return
-    message = f"no local SLURM cluster: {problem}. Start one with `bash slurm/local-cluster.sh up` (as root)."
-    if os.environ.get("PR1_REQUIRE_SLURM") == "1":
-        pytest.fail(f"PR1_REQUIRE_SLURM=1 but {message}", pytrace=False)
-    pytest.skip(message)
 
 
 def _wait_until(

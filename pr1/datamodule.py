@@ -1,0 +1,53 @@
+"""Train/val loaders over task records, built once Lightning knows this process's rank."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from pr1.data.dataset import RecordDataset, collate_records
+from pr1.sampler import StepBatchSampler
+
+
+class RecordDataModule(L.LightningDataModule):
+    """Training order comes from StepBatchSampler (resumable, rank-sharded); validation is unsharded."""
+
+    def __init__(
+        self,
+        train: list[dict],
+        val: list[dict] | None,
+        prompts_per_step: int,
+        seed: int,
+        num_workers: int = 0,
+        val_batch_size: int = 16,
+    ):
+        super().__init__()
+        self.train_set = RecordDataset(train)
+        self.val_set = RecordDataset(val) if val else None
+        self.prompts_per_step, self.seed = prompts_per_step, seed
+        self.num_workers, self.val_batch_size = num_workers, val_batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        sampler = StepBatchSampler(
+            len(self.train_set),
+            self.prompts_per_step,
+            self.seed,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            samples_done=lambda: trainer.lightning_module.samples_done,
+        )
+        return DataLoader(
+            self.train_set, batch_sampler=sampler, collate_fn=collate_records, num_workers=self.num_workers
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            collate_fn=collate_records,
+            num_workers=self.num_workers,
+        )
