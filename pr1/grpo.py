@@ -13,14 +13,19 @@ SCALE_REWARDS = ("group", "batch", "none")
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-4,
+    batch_std: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """A_i = (r_i - mean(group)) / (std + eps).
 
     scale="group": std of the completion's own group (GRPO); "batch": std over the whole batch (more robust
     when a group is nearly constant); "none": no division (Dr. GRPO's unbiased advantage). The std is the
     unbiased (n-1) sample std, as in the GRPO reference implementations. A group whose rewards are all equal
-    gets advantage 0 and hence no policy gradient.
+    gets advantage 0 and hence no policy gradient. `batch_std` overrides the local batch std: data-parallel
+    runs pass the std over all processes, so that "batch" means the global batch.
     """
     if scale not in SCALE_REWARDS:
         raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale!r}")
@@ -33,7 +38,7 @@ def group_advantages(
     if scale == "group":
         std = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(-1)
     else:
-        std = rewards.std().expand_as(rewards)
+        std = torch.as_tensor(rewards.std() if batch_std is None else batch_std).expand_as(rewards)
     return centred / (std + eps)
 
 

@@ -44,7 +44,8 @@ COCO_STATS = (
     "ar_large",
 )
 
-Metric = Callable[..., tuple[dict[str, float], list[dict]]]
+Result = tuple[dict[str, float], list[dict]]  # (aggregate metrics, one row per record)
+Metric = Callable[..., Result]
 
 
 def _items(completion: Any, thinking: bool, prefer: Literal["box", "point"]) -> list[Item]:
@@ -58,8 +59,9 @@ def _pixels(coords: tuple[float, ...], size: list[int], frame: Mapping[str, Any]
     return [float(v) if math.isfinite(v) else None for v in clip(from_frame(coords, size, frame), size)]
 
 
-def grounding(completions: list[str], records: list[dict], frame: dict, thinking: bool):
-    """Acc@0.5 (share of IoU >= 0.5, RefCOCO's metric) and mean IoU, scored by the `iou` reward itself."""
+def grounding(completions: list[str], records: list[dict], frame: dict, thinking: bool) -> Result:
+    """Acc@0.5 (share of IoU >= 0.5, RefCOCO's metric) and mean IoU, scored by the `iou` reward itself
+    (pick=only: an answer with several boxes scores 0, the task asks for one)."""
     iou = rewards.build("iou", variant="iou", thinking=thinking, frame=frame)
     scores = np.asarray(
         iou(
@@ -84,7 +86,7 @@ def _gt_count(record: dict) -> int:
     return int(record["count"]) if record.get("count") is not None else len(record["solution"])
 
 
-def counting(completions: list[str], records: list[dict], frame: dict, thinking: bool):
+def counting(completions: list[str], records: list[dict], frame: dict, thinking: bool) -> Result:
     """Exact-count accuracy (PixMo-Count's metric) and mean absolute count error.
 
     The predicted count is the number of items the answer lists (points, or boxes counted by their centre),
@@ -127,7 +129,7 @@ def word_prf(pred: str, gt: str) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-def ocr(completions: list[str], records: list[dict], frame: dict, thinking: bool):
+def ocr(completions: list[str], records: list[dict], frame: dict, thinking: bool) -> Result:
     """Normalised edit distance (Levenshtein / max length, lower is better) and word precision/recall/F1,
     each averaged over pages. The prediction is the answer text stripped, as the `edit` reward reads it."""
     rows = []
@@ -221,7 +223,7 @@ def coco_eval(records: list[dict], predictions: list[list[dict]]) -> dict[str, f
     return {k: (float(v) if v >= 0 else math.nan) for k, v in zip(COCO_STATS, ev.stats, strict=True)}
 
 
-def detection(completions: list[str], records: list[dict], frame: dict, thinking: bool):
+def detection(completions: list[str], records: list[dict], frame: dict, thinking: bool) -> Result:
     """COCO AP, AP50, AP75, AP by area, AR@1/10/100 (`ar` = AR@100), by `coco_eval`.
 
     Each parsed box with a label (the detection reward's format: JSON `bbox_2d` + `label`, or native refs)

@@ -44,9 +44,12 @@ class PR1Module(L.LightningModule):
             raise ValueError(
                 f"objective.loss_type must be one of {grpo.LOSS_TYPES}, got {self.obj.loss_type!r}"
             )
+        if rl and self.accumulation > 1 and self.obj.num_iterations > 1:
+            raise ValueError("objective.grad_accum > 1 needs objective.num_iterations == 1")
         self.reference = Reference(policy, lora=cfg.model.lora.enabled) if rl and self.obj.beta > 0 else None
         self.val_outputs: list[tuple[str, dict]] = []
         self.last_samples: list[dict] = []
+        self.batches_seen = 0  # rollout batches trained on by this process (drives gradient accumulation)
         self.samples_done = 0  # prompts consumed over all processes; the data sampler resumes from it
         # Vision placeholders must never be sampled: a completion holding one mismatches the image features.
         vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -199,7 +202,6 @@ class PR1Module(L.LightningModule):
         t0 = time.perf_counter()
         times: dict[str, float] = defaultdict(float)
         stats = self._sft_step(batch, times) if self.obj.name == "sft" else self._grpo_step(batch, times)
-        self.lr_schedulers().step()
         self.samples_done += len(batch) * self.trainer.world_size
         times["other"] = time.perf_counter() - t0 - sum(times.values())
         stats["lr"] = self.optimizers().param_groups[0]["lr"]
@@ -211,30 +213,71 @@ class PR1Module(L.LightningModule):
         for k, v in times.items():
             self.log(f"time/{k}", v, on_step=True, batch_size=len(batch))
 
+    @property
+    def accumulation(self) -> int:
+        return max(int(self.obj.get("grad_accum", 1)), 1)
+
+    def begin_accumulation(self, opt) -> None:
+        """Zero the gradients at the first rollout batch of an accumulation cycle."""
+        if self.batches_seen % self.accumulation == 0:
+            opt.zero_grad()
+
+    def finish_accumulation(self, opt) -> None:
+        """Clip, step the optimizer and the LR schedule after the last batch of an accumulation cycle."""
+        self.batches_seen += 1
+        if self.batches_seen % self.accumulation:
+            return
+        if self.obj.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.obj.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        self.lr_schedulers().step()
+
+    def rollout(self, enc, g: int) -> torch.Tensor:
+        """G sampled continuations per prompt in one batched generate, rows grouped by prompt."""
+        obj = self.obj
+        gen = self.generation_config(
+            do_sample=True,
+            temperature=obj.temperature,
+            top_p=obj.top_p,
+            top_k=obj.top_k,
+            max_new_tokens=obj.max_new_tokens,
+            num_return_sequences=g,
+        )
+        self.policy.eval()
+        with torch.no_grad():
+            seqs = self.policy.generate(**enc, generation_config=gen)
+        self.policy.train()
+        return seqs
+
+    @torch.no_grad()
+    def frozen_logps(self, model, prompts: dict, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-probs of a model that is not being trained now (old policy or reference), chunked."""
+        return torch.cat(
+            [
+                self.completion_logps(model, self.select(prompts, c), ids[c], mask[c], self.obj.temperature)[
+                    0
+                ]
+                for c in self.chunks(len(ids))
+            ]
+        )
+
+    def global_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of a tensor over all processes (itself on one process)."""
+        return self.all_gather(x).sum(0) if self.trainer.world_size > 1 else x
+
     def _grpo_step(self, batch: list[dict], times: dict) -> dict[str, float]:
         obj, g = self.obj, int(self.obj.num_generations)
         opt = self.optimizers()
 
-        # 1. Rollout: G sampled completions per prompt in one batched generate.
+        # 1. Rollout: G sampled completions per prompt.
         with self.timed(times, "rollout"):
             enc = self.encode_prompts(batch)
-            gen = self.generation_config(
-                do_sample=True,
-                temperature=obj.temperature,
-                top_p=obj.top_p,
-                top_k=obj.top_k,
-                max_new_tokens=obj.max_new_tokens,
-                num_return_sequences=g,
-            )
-            self.policy.eval()
-            with torch.no_grad():
-                seqs = self.policy.generate(**enc, generation_config=gen)
-            self.policy.train()
+            seqs = self.rollout(enc, g)
             prompts = self.repeat_prompts(enc, g)
             plen = enc["input_ids"].shape[1]
             # Group bookkeeping: row i must continue prompt i // G, so a group shares one prompt and truth.
             if not torch.equal(seqs[:, :plen], prompts["input_ids"]):
-                raise RuntimeError("generate returned rows that do not continue their prompts in group order")
+                raise RuntimeError("rollout returned rows that do not continue their prompts in group order")
             ids = seqs[:, plen:]
             mask = self.completion_mask(ids)
             texts = self.decode(ids, mask)
@@ -245,40 +288,34 @@ class PR1Module(L.LightningModule):
             per_term = self.task.score(texts, records)
             rewards = sum(
                 t.weight * torch.tensor(per_term[t.name], dtype=torch.float32) for t in self.task.rewards
-            )
-            rewards = rewards.to(self.device)
+            ).to(self.device)
 
-        # 3. Group-relative advantages.
-        adv = grpo.group_advantages(rewards, g, obj.scale_rewards, obj.adv_eps)
+        # 3. Group-relative advantages (a group lives on one process; "batch" scaling uses the global std).
+        batch_std = None
+        if obj.scale_rewards == "batch" and self.trainer.world_size > 1:
+            batch_std = self.all_gather(rewards).flatten().std()
+        adv = grpo.group_advantages(rewards, g, obj.scale_rewards, obj.adv_eps, batch_std=batch_std)
 
         # 4. Log-probs of the sampling policy (needed only when mu > 1) and of the reference, no grad.
-        with self.timed(times, "logps"), torch.no_grad():
-            old_logps = ref_logps = None
-            if obj.num_iterations > 1:
-                old_logps = torch.cat(
-                    [
-                        self.completion_logps(
-                            self.policy, self.select(prompts, c), ids[c], mask[c], obj.temperature
-                        )[0]
-                        for c in self.chunks(len(ids))
-                    ]
-                )
+        with self.timed(times, "logps"):
+            old_logps = self.frozen_logps(self.policy, prompts, ids, mask) if obj.num_iterations > 1 else None
+            ref_logps = None
             if self.reference is not None:
                 with self.reference.active() as ref:
-                    ref_logps = torch.cat(
-                        [
-                            self.completion_logps(
-                                ref, self.select(prompts, c), ids[c], mask[c], obj.temperature
-                            )[0]
-                            for c in self.chunks(len(ids))
-                        ]
-                    )
+                    ref_logps = self.frozen_logps(ref, prompts, ids, mask)
 
-        # 5. mu policy updates on this rollout batch.
-        weights = grpo.token_weights(mask, obj.loss_type, int(obj.max_new_tokens))
+        # 5. mu policy updates on this rollout batch. Gradients are averaged over processes by DDP and summed
+        #    over accumulation steps, so each process's loss is its share of the global-batch loss:
+        #    1/grad_accum of it, and for dapo normalised by the global token count / world size.
+        num_items = None
+        if obj.loss_type == "dapo":
+            num_items = self.global_sum(mask.sum().float()) / self.trainer.world_size
+        weights = (
+            grpo.token_weights(mask, obj.loss_type, int(obj.max_new_tokens), num_items) / self.accumulation
+        )
         with self.timed(times, "update"):
             for _ in range(int(obj.num_iterations)):
-                opt.zero_grad()
+                self.begin_accumulation(opt)
                 loss_sum, kl_sum, clip_sum, ent_sum = 0.0, 0.0, 0.0, 0.0
                 for c in self.chunks(len(ids)):
                     logp, ent = self.completion_logps(
@@ -299,12 +336,10 @@ class PR1Module(L.LightningModule):
                         kl_sum += float((kl.detach() * mask[c]).sum())
                     loss = (per_token * weights[c]).sum()
                     self.manual_backward(loss)
-                    loss_sum += float(loss.detach())
+                    loss_sum += float(loss.detach()) * self.accumulation
                     clip_sum += float((clipped * mask[c]).sum())
                     ent_sum += float((ent * mask[c]).sum())
-                if obj.grad_clip:
-                    self.clip_gradients(opt, gradient_clip_val=obj.grad_clip, gradient_clip_algorithm="norm")
-                opt.step()
+                self.finish_accumulation(opt)
 
         n_tok = float(mask.sum().clamp(min=1))
         grouped = rewards.view(-1, g)
@@ -353,17 +388,15 @@ class PR1Module(L.LightningModule):
                 ids[i, : len(t) + 1] = torch.tensor([*t, self.end_id])
                 mask[i, : len(t) + 1] = 1
             ids, mask = ids.to(self.device), mask.to(self.device)
-            opt.zero_grad()
-            n_tok = float(mask.sum())
+            self.begin_accumulation(opt)
+            n_tok = float(mask.sum()) * self.accumulation
             loss_sum = 0.0
             for c in self.chunks(len(ids)):
                 logp, _ = self.completion_logps(self.policy, self.select(prompts, c), ids[c], mask[c], 1.0)
                 loss = -(logp * mask[c]).sum() / n_tok
                 self.manual_backward(loss)
-                loss_sum += float(loss.detach())
-            if self.obj.grad_clip:
-                self.clip_gradients(opt, gradient_clip_val=self.obj.grad_clip, gradient_clip_algorithm="norm")
-            opt.step()
+                loss_sum += float(loss.detach()) * self.accumulation
+            self.finish_accumulation(opt)
         return {"loss": loss_sum, "ppl": math.exp(min(loss_sum, 50.0))}
 
     # --------------------------------------------------------------------------------------- validation

@@ -13,7 +13,9 @@ import math
 import netrc
 import numbers
 import os
+import secrets
 import socket
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,13 +81,11 @@ def _run_id(save_dir: Path, resume: bool, checkpoint: str | None) -> str:
     A requeued (preempted) job then continues its W&B run instead of adding a second run for the same seed,
     which would count twice when W&B averages a group.
     """
-    from wandb.util import generate_id
-
     path = save_dir / "wandb" / RUN_ID_FILE
     if resume and checkpoint and Path(checkpoint).exists() and path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_id = generate_id()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     path.write_text(run_id)
     return run_id
 
@@ -115,7 +115,11 @@ def wandb_logger(
     if reason:
         _say_offline(reason, Path(save_dir) / "wandb", run_id)
     all_tags = [*tags, *(axis_tag(k, v) for k, v in (axes or {}).items())]
-    return WandbLogger(save_dir=save_dir, id=run_id, offline=reason is not None, tags=all_tags, **kwargs)
+    # mode= rather than WandbLogger(offline=True), which sets WANDB_MODE for the whole process and so for
+    # the next jobs of a multirun too.
+    if reason:
+        kwargs["mode"] = "offline"
+    return WandbLogger(save_dir=save_dir, id=run_id, tags=all_tags, **kwargs)
 
 
 @rank_zero_only
@@ -126,6 +130,34 @@ def _say_offline(reason: str, wandb_dir: Path, run_id: str) -> None:
         wandb_dir,
         wandb_dir / f"offline-run-*-{run_id}",
     )
+
+
+class FinishWandbRun(L.Callback):
+    """Finishes the W&B run when fit ends; Lightning leaves it open until the process exits.
+
+    Without this the next job of a Hydra multirun in the same process would log into the previous job's run,
+    and an offline run is only complete (summary, exit record) once finished. A preempted job is marked so.
+    """
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._finish(trainer, exit_code=0)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # SystemExit is a submitit requeue after pr1 checkpointed a preempted job (see RunRecorder).
+        self._finish(trainer, exit_code=1, preempted=isinstance(exception, SystemExit))
+
+    @staticmethod
+    def _finish(trainer: L.Trainer, exit_code: int, preempted: bool = False) -> None:
+        if not trainer.is_global_zero:
+            return
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger):
+                if preempted:
+                    lg.experiment.mark_preempting()
+                lg.experiment.finish(exit_code=exit_code)
 
 
 # ------------------------------------------------------------------------------------------------ drawing

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from pathlib import Path
 
 from pycocotools.coco import COCO
 
 from pr1.data.records import (
+    BOX_TOLERANCE,
     FILE,
     ErrorPolicy,
     RecordError,
@@ -30,7 +32,8 @@ from pr1.data.records import (
     resolve_image,
     xywh_to_xyxy,
 )
-from pr1.data.refcoco import BOX_TOLERANCE
+
+log = logging.getLogger(__name__)
 
 
 def load_coco(
@@ -68,7 +71,7 @@ def load_coco(
     _check_annotation_images(coco, ann_file, policy)
 
     ordered = [names[k] for k in sorted(names)]
-    records = []
+    records, empty = [], 0
     for image_id in sorted(coco.imgs):
         if limit is not None and len(records) >= limit:
             break
@@ -79,6 +82,10 @@ def load_coco(
             continue
         if rec["solution"] or keep_empty:
             records.append(rec)
+        else:
+            empty += 1
+    if empty:
+        log.info("%s: left out %d image(s) without objects (keep_empty: false)", ann_file, empty)
     policy.report(ann_file, len(records))
     return records
 

@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
+# Published COCO-style boxes are floats derived from polygons: allow this much round-off past the border.
+BOX_TOLERANCE = 1.0
 FILE = "<file>"  # the `record` of an error that concerns the whole file
 LINE = "<line>"  # the `field` of an error that concerns a whole JSONL line
 
@@ -203,11 +205,11 @@ def image_size(image: Path, file: str | Path, record: int | str, name: str) -> t
 
 
 def make_record(
-    id: str, task: str, image: Path, size: tuple[int, int], question: str, solution: Any, **extra: Any
+    record_id: str, task: str, image: Path, size: tuple[int, int], question: str, solution: Any, **extra: Any
 ) -> dict:
     """A record with the schema's keys in one place (extra task-specific keys appended)."""
     return {
-        "id": id,
+        "id": record_id,
         "task": task,
         "image": str(image),
         "image_size": [int(size[0]), int(size[1])],

@@ -16,6 +16,7 @@ import pickle
 from pathlib import Path
 
 from pr1.data.records import (
+    BOX_TOLERANCE,
     FILE,
     ErrorPolicy,
     RecordError,
@@ -29,9 +30,6 @@ from pr1.data.records import (
     resolve_image,
     xywh_to_xyxy,
 )
-
-# COCO boxes are floats derived from polygons; allow this much round-off past the image border.
-BOX_TOLERANCE = 1.0
 
 
 def load_refcoco(
