@@ -24,6 +24,30 @@ from pr1.model import Reference
 from pr1.tasks.task import Task
 
 
+def numpy_rng_state() -> dict:
+    """NumPy's global RNG state as tensors and ints, loadable by `torch.load(weights_only=True)`."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def set_numpy_rng_state(state: dict) -> None:
+    np.random.set_state(
+        (
+            state["name"],
+            state["keys"].numpy().astype(np.uint32),
+            state["pos"],
+            state["has_gauss"],
+            state["gauss"],
+        )
+    )
+
+
 class PR1Module(L.LightningModule):
     def __init__(self, cfg: DictConfig, task: Task, policy, processor):
         super().__init__()
@@ -82,7 +106,7 @@ class PR1Module(L.LightningModule):
             )
         self.samples_done = int(state["samples_done"])
         torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        set_numpy_rng_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
 
     def on_fit_start(self) -> None:

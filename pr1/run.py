@@ -124,7 +124,7 @@ def train(cfg: DictConfig) -> dict:
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if cfg.resume and last.exists() else None
     if ckpt_path:
-        step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+        step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
         log.info("resuming from %s (step %d)", last, step)
         trim_history(run_dir, step)
     elif data.val_set is not None:

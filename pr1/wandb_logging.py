@@ -75,12 +75,14 @@ def offline_reason(probe_timeout: float = 3.0) -> str | None:
     return None
 
 
-def _run_id(save_dir: Path, resume: bool, checkpoint: str | None) -> str:
+def _run_id(save_dir: Path, resume: bool, checkpoint: str | None) -> str | None:
     """The W&B run id: the previous one when pr1 resumes from `checkpoint`, else a new one (saved for later).
 
     A requeued (preempted) job then continues its W&B run instead of adding a second run for the same seed,
-    which would count twice when W&B averages a group.
+    which would count twice when W&B averages a group. Only rank zero has a W&B run (and writes the file).
     """
+    if rank_zero_only.rank != 0:
+        return None
     path = save_dir / "wandb" / RUN_ID_FILE
     if resume and checkpoint and Path(checkpoint).exists() and path.exists():
         return path.read_text().strip()
@@ -228,7 +230,7 @@ def _prompt_text(messages: list[dict]) -> str:
 class RolloutTable(L.Callback):
     """Every `every_n_steps` optimizer steps, a W&B table of the last rollout batch (first `max_rows` rows).
 
-    Logged under `key` at the trainer's global step, so W&B keeps one table per step to compare over time.
+    Logged under `key` once per trigger, so W&B keeps one table per step to compare over time.
     Columns: image (truth green, prediction red), id, prompt, completion, each reward term, reward, advantage.
     """
 
@@ -260,7 +262,11 @@ class RolloutTable(L.Callback):
         if logger is None or not samples:
             return
         columns, rows = self.table(pl_module, samples)
-        logger.log_table(self.key, columns=columns, data=rows, step=step)
+        # The step Lightning logs this batch's train/* metrics at (it has no public name), so that in W&B the
+        # table and the metrics of the same rollouts share one trainer/global_step.
+        logger.log_table(
+            self.key, columns=columns, data=rows, step=trainer.fit_loop.epoch_loop._batches_that_stepped
+        )
 
     @staticmethod
     def table(pl_module: Any, samples: list[dict]) -> tuple[list[str], list[list[Any]]]:
