@@ -93,7 +93,7 @@ class PR1Module(L.LightningModule):
             "samples_done": self.samples_done,
             "rng": {
                 "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
+                "numpy": numpy_rng_state(),
                 "python": random.getstate(),
             },
         }
