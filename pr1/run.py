@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -25,14 +26,28 @@ from pr1.datamodule import RecordDataModule
 from pr1.model import asset_path, load_policy
 from pr1.module import PR1Module
 from pr1.preemption import PreemptionCheckpoint
-from pr1.results import read_jsonl, safe_name, write_json_atomic
+from pr1.results import arm_name, read_jsonl, safe_name, write_json_atomic
 from pr1.tasks.task import Task
 
 log = logging.getLogger("pr1")
 # pr1 checkpoints after the optimizer step on purpose (a resumed run continues from the updated policy).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 OmegaConf.register_new_resolver("pr1.asset", asset_path, replace=True)
-OmegaConf.register_new_resolver("pr1.arm", lambda dirname="": safe_name(dirname or "default"), replace=True)
+
+
+def arm_id(exclude: list[str]) -> str:
+    """The arm of this run from its Hydra overrides (`matcher=naive,thinking=true`), file-system safe.
+
+    Hydra renders swept booleans as True/False; they are written as typed on the command line (true/false).
+    """
+    overrides = [
+        re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), o)
+        for o in HydraConfig.get().overrides.task
+    ]
+    return safe_name(arm_name(overrides, list(exclude)))
+
+
+OmegaConf.register_new_resolver("pr1.arm", arm_id, replace=True)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -52,8 +52,11 @@ def test_reward_options_build(compose):
 
 
 def test_arm_name_from_overrides(compose):
-    cfg = compose("matcher=naive", "thinking=true", "seed=3", "trainer.max_steps=5")
-    assert cfg.hydra.job.override_dirname == "matcher=naive,thinking=true"
+    cfg = compose("matcher=naive", "thinking=true", "seed=3", "trainer.max_steps=5", "experiment=smoke")
+    assert cfg.arm == "matcher=naive,thinking=true"
+    assert compose("thinking=True").arm == "thinking=true"  # Hydra's spelling of swept booleans
+    assert compose().arm == "default"
+    assert compose("model.path=/ckpt/a").arm.startswith("model.path=_ckpt_a-")  # one safe directory name
 
 
 @pytest.mark.parametrize("bad", ["matcher=hungarain", "model=qwen3", "objective=ppo", "task=grounding2"])

@@ -16,16 +16,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-ARGS = [
-    "trainer.max_steps=8",
-    "trainer.val_check_interval=3",
-    "objective.prompts_per_step=2",
-    "objective.num_generations=4",
-    "objective.max_new_tokens=28",
-    "task.train.n=64",
-    "task.val.n=4",
-    "print_every=1",
-]
+ARGS = ["experiment=smoke", "trainer.max_steps=8", "trainer.val_check_interval=3"]
 
 
 def env_for(root: Path) -> dict:

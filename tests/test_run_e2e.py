@@ -12,16 +12,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-SHORT = [
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "objective.prompts_per_step=2",
-    "objective.num_generations=4",
-    "objective.max_new_tokens=24",
-    "task.train.n=64",
-    "task.val.n=8",
-    "print_every=1",
-]
+SHORT = ["experiment=smoke"]
 
 
 def run_pr1(tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -64,8 +55,7 @@ def test_default_run_trains_and_summarises(tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
     # Rerunning the same command with more steps resumes from the last checkpoint instead of restarting.
-    more = [a if not a.startswith("trainer.max_steps") else "trainer.max_steps=6" for a in SHORT]
-    proc = run_pr1(tmp_path, *more)
+    proc = run_pr1(tmp_path, *SHORT, "trainer.max_steps=6")
     assert "Restored all states" in proc.stdout + proc.stderr
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history if "train/reward" in r] == [1, 2, 3, 4, 5, 6]
@@ -79,7 +69,8 @@ def test_headline_multirun_four_arms(tmp_path):
         "matcher=hungarian,naive",
         "thinking=true,false",
         "sweep=ablation",
-        *[a.replace("max_steps=4", "max_steps=2") for a in SHORT],
+        *SHORT,
+        "trainer.max_steps=2",
     )
     arms = sorted(p.name for p in (tmp_path / "results" / "ablation").iterdir() if p.is_dir())
     assert arms == [

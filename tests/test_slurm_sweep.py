@@ -18,15 +18,7 @@ from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SHORT = [
-    "trainer.max_steps=3",
-    "trainer.val_check_interval=3",
-    "objective.prompts_per_step=2",
-    "objective.num_generations=2",
-    "objective.max_new_tokens=28",
-    "task.train.n=32",
-    "task.val.n=4",
-]
+SHORT = ["experiment=smoke", "trainer.max_steps=3", "trainer.val_check_interval=3"]
 
 
 def sweep(root: Path, *args: str) -> subprocess.Popen:
@@ -96,16 +88,7 @@ def test_two_by_two_sweep_completes_on_slurm(slurm_cluster, tmp_path):
 
 
 def test_preempted_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
-    steps = [
-        "trainer.max_steps=10",
-        "trainer.val_check_interval=100",
-        "objective.prompts_per_step=2",
-        "objective.num_generations=4",
-        "objective.max_new_tokens=28",
-        "task.train.n=64",
-        "task.val.n=4",
-        "print_every=1",
-    ]
+    steps = ["experiment=smoke", "trainer.max_steps=10", "trainer.val_check_interval=100"]
     whole = sweep(tmp_path / "whole", "sweep=pre", *steps)
     broken = sweep(tmp_path / "broken", "sweep=pre", *steps)
     sweep_dir = tmp_path / "broken" / "results" / "pre"
