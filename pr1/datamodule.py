@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from pr1.data.dataset import RecordDataset, collate_records
@@ -37,8 +38,14 @@ class RecordDataModule(L.LightningDataModule):
             world_size=trainer.world_size,
             samples_done=lambda: trainer.lightning_module.samples_done,
         )
+        # Its own generator: iterating a loader must not draw from the global RNG, or a resumed run's
+        # sampling would diverge from the uninterrupted run's (the loader is re-iterated after a restore).
         return DataLoader(
-            self.train_set, batch_sampler=sampler, collate_fn=collate_records, num_workers=self.num_workers
+            self.train_set,
+            batch_sampler=sampler,
+            collate_fn=collate_records,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader | list:
@@ -50,4 +57,5 @@ class RecordDataModule(L.LightningDataModule):
             shuffle=False,
             collate_fn=collate_records,
             num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
         )
