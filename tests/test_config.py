@@ -82,3 +82,16 @@ def test_bad_values_fail_before_training(compose, bad, match):
     with pytest.raises(ValueError, match=match):
         validate(compose(bad))
     validate(compose("thinking=true"))
+
+
+@pytest.mark.parametrize(
+    "ablation", sorted(p.stem for p in (CONF.parent / "sweeps" / "ablation").glob("*.yaml"))
+)
+def test_every_sweep_file_composes_with_a_grid(compose, ablation):
+    cfg = compose(f"ablation={ablation}")
+    assert cfg.sweep == ablation
+    params = cfg.hydra.sweeper.params
+    assert params and all("," in str(v) for v in params.values())
+    for key, values in params.items():  # every swept value is itself a valid override
+        for value in str(values).split(","):
+            compose(f"ablation={ablation}", f"{key}={value}")
