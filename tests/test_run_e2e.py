@@ -112,3 +112,16 @@ def test_unknown_option_fails_at_compose_time(tmp_path):
     proc = run_pr1(tmp_path, "matcher=hungarain", check=False)
     assert proc.returncode != 0
     assert "Available options" in proc.stderr and "naive" in proc.stderr
+
+
+@pytest.mark.slow
+def test_failed_arm_does_not_stop_the_sweep(tmp_path):
+    proc = run_pr1(
+        tmp_path, "-m", "objective.loss_type=grpo,bogus", "sweep=failing", *SHORT, "trainer.max_steps=1"
+    )
+    sweep_dir = tmp_path / "results" / "failing"
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert summary["completed"] == 1 and summary["not_completed"] == 1, summary
+    failed = next(r for r in summary["runs"] if r["status"] == "failed")
+    assert failed["arm"] == "objective.loss_type=bogus" and "loss_type" in failed["error"]
+    assert "1 completed, 1 not completed" in proc.stdout + proc.stderr
