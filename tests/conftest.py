@@ -14,6 +14,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+# Overrides for a tiny random Qwen2-VL (real class) that runs a training step in well under a second.
+TINY_MODEL = (
+    "model=tiny_scratch",
+    "model.build.hidden_size=64",
+    "model.build.num_layers=2",
+    "model.build.num_heads=2",
+    "model.build.vision_depth=1",
+    "model.build.vision_embed_dim=32",
+)
 CONF = ROOT / "conf"
 
 

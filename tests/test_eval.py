@@ -9,14 +9,10 @@ import sys
 import pytest
 
 from pr1 import eval as pr1_eval
+from tests.conftest import TINY_MODEL
 
 TINY = (
-    "model=tiny_scratch",
-    "model.build.hidden_size=64",
-    "model.build.num_layers=2",
-    "model.build.num_heads=2",
-    "model.build.vision_depth=1",
-    "model.build.vision_embed_dim=32",
+    *TINY_MODEL,
     "task.val.n=4",
     "task.val_max_new_tokens=6",
 )

@@ -11,15 +11,7 @@ from pr1.data.dataset import RecordDataset, collate_records
 from pr1.model import Reference
 from pr1.module import PR1Module
 from pr1.tasks.task import RewardTerm, Task
-
-TINY = (
-    "model=tiny_scratch",
-    "model.build.hidden_size=64",
-    "model.build.num_layers=2",
-    "model.build.num_heads=2",
-    "model.build.vision_depth=1",
-    "model.build.vision_embed_dim=32",
-)
+from tests.conftest import TINY_MODEL
 
 
 def varied_reward(completions, **columns):
@@ -57,7 +49,9 @@ def snapshot(model):
 
 
 def test_one_step_changes_policy_not_reference(compose, tiny_model, tiny_processor, grounding_records):
-    cfg = compose(*TINY, "objective.num_generations=4", "objective.max_new_tokens=8", "objective.lr=1e-2")
+    cfg = compose(
+        *TINY_MODEL, "objective.num_generations=4", "objective.max_new_tokens=8", "objective.lr=1e-2"
+    )
     module = make_module(cfg, tiny_model, tiny_processor)
     before = snapshot(module.policy)
     ref_before = snapshot(module.reference.model)
@@ -88,9 +82,9 @@ def test_one_step_changes_policy_not_reference(compose, tiny_model, tiny_process
 
 
 def test_beta_zero_builds_no_reference(compose, tiny_model, tiny_processor):
-    cfg = compose(*TINY, "objective.beta=0")
+    cfg = compose(*TINY_MODEL, "objective.beta=0")
     assert make_module(cfg, tiny_model, tiny_processor).reference is None
-    sft = compose(*TINY, "objective=sft")
+    sft = compose(*TINY_MODEL, "objective=sft")
     assert make_module(sft, tiny_model, tiny_processor).reference is None
 
 
@@ -98,7 +92,7 @@ def test_identical_rewards_leave_policy_unchanged_without_kl(
     compose, tiny_model, tiny_processor, grounding_records
 ):
     cfg = compose(
-        *TINY,
+        *TINY_MODEL,
         "objective.beta=0",
         "objective.num_generations=4",
         "objective.max_new_tokens=8",
@@ -116,7 +110,7 @@ def test_rollout_ignores_checkpoint_sampling_defaults(compose, tiny_model, tiny_
     """Qwen2-VL checkpoints ship top_k=1/top_p=0.001; rollouts must still sample with pr1's settings."""
     tiny_model.generation_config.top_k = 1
     tiny_model.generation_config.top_p = 0.001
-    cfg = compose(*TINY, "objective.num_generations=8", "objective.max_new_tokens=6")
+    cfg = compose(*TINY_MODEL, "objective.num_generations=8", "objective.max_new_tokens=6")
     module = make_module(cfg, tiny_model, tiny_processor)
     gen = module.generation_config(
         do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=6, num_return_sequences=8
@@ -130,7 +124,7 @@ def test_rollout_ignores_checkpoint_sampling_defaults(compose, tiny_model, tiny_
 
 
 def test_completion_mask_and_repeat(compose, tiny_model, tiny_processor, grounding_records):
-    module = make_module(compose(*TINY), tiny_model, tiny_processor)
+    module = make_module(compose(*TINY_MODEL), tiny_model, tiny_processor)
     end = module.end_id
     ids = torch.tensor([[5, 6, end, 7, 7], [5, 6, 7, 8, 9]])
     assert module.completion_mask(ids).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
@@ -149,7 +143,7 @@ def test_lora_reference_is_adapter_disabled_base(compose, tiny_model, tiny_proce
     from peft import LoraConfig, get_peft_model
 
     enc = PR1Module.encode_prompts(
-        make_module(compose(*TINY), tiny_model, tiny_processor), [RecordDataset(grounding_records)[0]]
+        make_module(compose(*TINY_MODEL), tiny_model, tiny_processor), [RecordDataset(grounding_records)[0]]
     )
     with torch.no_grad():
         base_logits = tiny_model(**enc).logits
@@ -170,7 +164,7 @@ def test_lora_reference_is_adapter_disabled_base(compose, tiny_model, tiny_proce
 
 
 def test_sft_step_lowers_loss(compose, tiny_model, tiny_processor, grounding_records):
-    cfg = compose(*TINY, "objective=sft", "objective.lr=3e-3", "objective.warmup_steps=0")
+    cfg = compose(*TINY_MODEL, "objective=sft", "objective.lr=3e-3", "objective.warmup_steps=0")
     task = Task.from_config(cfg.task, thinking=False, frame={"kind": "rel1000"})
     module = PR1Module(cfg, task, tiny_model, tiny_processor)
     losses = []
@@ -195,7 +189,7 @@ def test_sft_step_lowers_loss(compose, tiny_model, tiny_processor, grounding_rec
 @pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
 def test_loss_types_run(compose, tiny_model, tiny_processor, grounding_records, loss_type):
     cfg = compose(
-        *TINY,
+        *TINY_MODEL,
         f"objective.loss_type={loss_type}",
         "objective.num_generations=2",
         "objective.max_new_tokens=4",

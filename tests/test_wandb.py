@@ -25,6 +25,7 @@ from pr1.wandb_logging import (
     predicted_items,
     wandb_logger,
 )
+from tests.conftest import TINY_MODEL
 
 FAKE_KEY = "pr1fake" + "0123456789abcdef" * 2 + "x"  # never a real key: only checked for leaks
 TINY_RUN = [
@@ -32,12 +33,7 @@ TINY_RUN = [
     "sweep=wbtest",
     "matcher=naive",
     "thinking=true",
-    "model=tiny_scratch",
-    "model.build.hidden_size=64",
-    "model.build.num_layers=2",
-    "model.build.num_heads=2",
-    "model.build.vision_depth=1",
-    "model.build.vision_embed_dim=32",
+    *TINY_MODEL,
     "trainer.max_steps=2",
     "trainer.val_check_interval=2",
     "trainer.enable_progress_bar=false",

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from pr1.data.records import (
     FILE,
-    ErrorPolicy,
     RecordError,
     check_size,
     check_text,
     image_size,
     make_record,
+    parse_rows,
     read_json,
     read_jsonl,
     require,
@@ -45,19 +45,7 @@ def load_pageocr(
             (i, r if isinstance(r, dict) else RecordError(path, i, "<page>", "expected an object"))
             for i, r in enumerate(data)
         )
-    policy = ErrorPolicy(on_error)
-    records = []
-    for index, row in rows:
-        if limit is not None and len(records) >= limit:
-            break
-        try:
-            if isinstance(row, RecordError):
-                raise row
-            records.append(_parse_row(row, path, index, image_dir))
-        except RecordError as err:
-            policy.handle(err)
-    policy.report(path, len(records))
-    return records
+    return parse_rows(rows, lambda row, i: _parse_row(row, path, i, image_dir), path, on_error, limit)
 
 
 def _text(row: dict, path: Path, index: int) -> str:

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pr1.data.records import (
-    ErrorPolicy,
     RecordError,
     check_point,
     check_size,
     check_text,
     image_size,
     make_record,
+    parse_rows,
     read_jsonl,
     require,
     resolve_image,
@@ -38,19 +38,13 @@ def load_pixmo(
     """Counting records (solution = the points; `count` always set); bad lines raise or are counted."""
     path = require(path, "PixMo-Count JSONL", "path")
     image_dir = require(images, "PixMo-Count image folder", "images", is_dir=True) if images else path.parent
-    policy = ErrorPolicy(on_error)
-    records = []
-    for lineno, row in read_jsonl(path):
-        if limit is not None and len(records) >= limit:
-            break
-        try:
-            if isinstance(row, RecordError):
-                raise row
-            records.append(_parse_row(row, path, lineno, image_dir, require_points))
-        except RecordError as err:
-            policy.handle(err)
-    policy.report(path, len(records))
-    return records
+    return parse_rows(
+        read_jsonl(path),
+        lambda row, i: _parse_row(row, path, i, image_dir, require_points),
+        path,
+        on_error,
+        limit,
+    )
 
 
 def _find_image(row: dict, path: Path, lineno: int, image_dir: Path) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,29 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict | RecordError]]:
                 yield lineno, RecordError(path, lineno, LINE, "expected a JSON object")
                 continue
             yield lineno, row
+
+
+def parse_rows(
+    rows: Iterable[tuple[int, dict | RecordError]],
+    parse: Callable[[dict, int], dict],
+    source: Path,
+    on_error: str,
+    limit: int | None = None,
+) -> list[dict]:
+    """Records from (index, row-or-error) pairs: each bad row raises, or is counted and reported once."""
+    policy = ErrorPolicy(on_error)
+    records: list[dict] = []
+    for index, row in rows:
+        if limit is not None and len(records) >= limit:
+            break
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            records.append(parse(row, index))
+        except RecordError as err:
+            policy.handle(err)
+    policy.report(source, len(records))
+    return records
 
 
 def check_text(

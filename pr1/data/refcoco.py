@@ -24,6 +24,7 @@ from pr1.data.records import (
     check_size,
     check_text,
     make_record,
+    parse_rows,
     read_json,
     read_jsonl,
     require,
@@ -156,19 +157,7 @@ def _ref_records(
 def load_jsonl(path: str | Path, on_error: str = "raise", limit: int | None = None) -> list[dict]:
     """Read JSONL grounding records; bad lines raise (naming file/line/field) or are counted and skipped."""
     path = require(path, "grounding annotations", "path")
-    policy = ErrorPolicy(on_error)
-    records = []
-    for lineno, row in read_jsonl(path):
-        if limit is not None and len(records) >= limit:
-            break
-        try:
-            if isinstance(row, RecordError):
-                raise row
-            records.append(_parse_row(row, path, lineno))
-        except RecordError as err:
-            policy.handle(err)
-    policy.report(path, len(records))
-    return records
+    return parse_rows(read_jsonl(path), lambda row, i: _parse_row(row, path, i), path, on_error, limit)
 
 
 def _parse_row(row: dict, path: Path, lineno: int) -> dict:
