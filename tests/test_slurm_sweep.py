@@ -127,3 +127,24 @@ def test_preempted_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     )
     assert final["status"] == "completed" and final["steps"] == reference["steps"] == 10
     assert final["final"] == pytest.approx(reference["final"], abs=1e-6)
+
+
+def test_two_task_ddp_job_takes_its_ranks_from_slurm(slurm_cluster, tmp_path):
+    """One arm as a 2-task SLURM job: Lightning's SLURM environment gives DDP its ranks (gloo on CPU)."""
+    proc = sweep(
+        tmp_path,
+        "sweep=ddp",
+        "seed=0",
+        *SHORT,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "hydra.launcher.tasks_per_node=2",
+    )
+    out = finish(proc)
+    run_dir = tmp_path / "results" / "ddp" / "default" / "seed0"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 3, out[-3000:]
+    log = "".join(p.read_text() for p in (tmp_path / "results" / "ddp" / ".submitit").rglob("*_log.*"))
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
