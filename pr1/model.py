@@ -53,7 +53,7 @@ def load_policy(cfg: DictConfig) -> tuple[PreTrainedModel, ProcessorMixin]:
         visual = model.model.visual if hasattr(model.model, "visual") else model.visual
         visual.requires_grad_(False)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model

@@ -149,7 +149,9 @@ def train(cfg: DictConfig) -> dict:
 
     if cfg.export_dir and trainer.is_global_zero:
         export = Path(cfg.export_dir)
-        module.policy.save_pretrained(export)
+        # LoRA adapters are merged so that the export loads like any checkpoint (model.path=<export_dir>).
+        policy = module.policy.merge_and_unload() if cfg.model.lora.enabled else module.policy
+        policy.save_pretrained(export)
         processor.save_pretrained(export)
         log.info("exported policy + processor to %s", export)
     if trainer.is_global_zero:
