@@ -121,6 +121,10 @@ def wandb_logger(
     # the next jobs of a multirun too.
     if reason:
         kwargs["mode"] = "offline"
+    if reason or os.environ.get("WANDB_MODE") in ("offline", "dryrun"):
+        # No resume lookup offline: wandb would ask the server for the run's resume status (and hang or fail
+        # without network); `wandb sync` later joins the offline folders of one run id.
+        kwargs["resume"] = None
     return WandbLogger(save_dir=save_dir, id=run_id, tags=all_tags, **kwargs)
 
 
