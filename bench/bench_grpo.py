@@ -2,17 +2,20 @@
 
 Both sides train the embedded tiny Qwen2-VL (pr1/assets/tiny-grounding-sft) on the same synthetic grounding
 prompts, in the same order, with the same G, completion length, sampling, optimiser, KL, loss aggregation and
-reward function (pr1's `iou`). Each configuration runs in its own subprocess (so peak RSS is its own); pr1 is
-driven through `pr1.run.train` with a composed Hydra config, TRL through `GRPOTrainer.train`.
+reward function (pr1's `iou`). Every configuration runs in its own subprocess (so its peak RSS is its own);
+pr1 is driven through `pr1.run.train` with a composed Hydra config, TRL through `GRPOTrainer.train`.
 
-Measured: seconds per optimizer step (wall time between consecutive step ends, median after warm-up; the
-training loop's own overhead is included on both sides), rollouts/s, peak RSS, pr1's per-phase time
-(`time/*` from history.jsonl); LoRA memory (adapter-disabled reference vs a frozen full copy vs no
-reference); pr1 step time vs G and vs max new tokens. `--before DIR` also runs pr1 from another source tree
-(e.g. `git archive HEAD | tar -x -C DIR`) in the same run, for before/after numbers.
+Measured: seconds per optimizer step (wall time between consecutive step ends, loop overhead included on both
+sides; median over the steps after warm-up, pooled over interleaved repeats) and CPU seconds per step, which
+other processes on a shared machine disturb less; rollouts/s; peak RSS; pr1's time per phase (`time/*` in
+history.jsonl). LoRA: peak RSS with the adapter-disabled reference vs a frozen full copy vs no reference,
+and the parameter bytes of policy and reference, on the tiny model and on a ~110M-parameter random one whose
+weights dominate the footprint. Scaling: pr1 step time vs G and vs max new tokens. `--before DIR` also runs
+pr1 from another source tree (`git archive <commit> | tar -x -C DIR`) in the same run, for before/after.
 
-    python bench/bench_grpo.py            # full run, writes results/bench/grpo.json
-    python bench/bench_grpo.py --quick    # fewer steps, no scaling sweep (a smoke run)
+    python bench/bench_grpo.py                       # full run, writes results/bench/grpo.json
+    python bench/bench_grpo.py --before /tmp/pr1-before
+    python bench/bench_grpo.py --quick               # 5 steps, one repeat, no LoRA/scaling (smoke run)
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's pr1, whatever `pip install -e` points at
 OUT = ROOT / "results" / "bench" / "grpo.json"
 PHASES = ("rollout", "reward", "logps", "update", "other")
 
@@ -57,22 +61,28 @@ SETUP: dict[str, Any] = {
     "image_size": 112,
     "seed": 0,
 }
+# The LoRA memory runs on a random model whose weights (~110M parameters, ~430 MiB) dominate the footprint;
+# a small step keeps them short. Same tokenizer and processor as the tiny model.
+MEDIUM = {"hidden_size": 1024, "num_layers": 12, "num_heads": 16, "vision_depth": 2, "vision_embed_dim": 128}
+MEDIUM_SETUP = {"prompts_per_step": 2, "num_generations": 4, "max_new_tokens": 16}
 
 # What the two runs still do differently (no config on either side makes them equal); printed and saved.
 DIFFERENCES = [
     "Decoding for the reward: TRL decodes completions with skip_special_tokens=True (Qwen's <|box_start|> "
     "markup is stripped), pr1 keeps the markup; the `iou` reward parses both, which is why it is the only "
     "reward here (pr1's default `format` reward would fail on TRL's stripped text).",
+    "Log-probs: TRL computes them with its fused LM head (chunked log-softmax, no full logits tensor) and "
+    "one forward per [prompt, completion] row; pr1 runs each prompt once per group and materialises the "
+    "completion logits. Same values up to float rounding (tests/test_module_fast_path.py checks pr1's).",
+    "Loop: pr1 runs on Lightning with its default CSV + TensorBoard loggers and run recorder (history.jsonl) "
+    "and writes a last checkpoint after the final step (outside the timed steps); TRL runs on "
+    "transformers.Trainer with report_to=none and no checkpoints.",
+    "Sampling: same temperature/top-p/top-k, same suppressed vision tokens and end tokens, but different "
+    "random streams, so the completions (and their lengths, which set the work) differ; the mean completion "
+    "length is reported for both.",
     "Advantage epsilon: pr1 adds objective.adv_eps=1e-4 to the group std, TRL a fixed 1e-4 (equal here).",
-    "Log-probs: TRL computes them with its fused LM head (chunked log-softmax, no full logits tensor); pr1 "
-    "materialises the completion logits. Same values up to float rounding.",
-    "Loop: pr1 runs on Lightning (CSV + TensorBoard loggers, pr1's run recorder, a last checkpoint after the "
-    "final step, outside the timed steps); TRL on transformers.Trainer with report_to=none, no checkpoints.",
-    "Sampling RNG: both sample with do_sample, same temperature/top-p/top-k, but from different random "
-    "streams, so the completions (and their lengths, which set the work) differ; mean completion length is "
-    "reported for both.",
-    "Prompt order: TRL reads the dataset unshuffled in the exact order pr1's StepBatchSampler yields it, so "
-    "each step sees the same 4 prompts on both sides.",
+    "Prompt order: TRL reads the dataset unshuffled, in the order pr1's StepBatchSampler yields it, so each "
+    "step sees the same 4 prompts on both sides.",
 ]
 
 
@@ -82,8 +92,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def unique_param_bytes(model, exclude: set[int] = frozenset()) -> tuple[int, set[int]]:
-    """Bytes of the parameter/buffer storages of `model` that are not in `exclude` (by data pointer)."""
+def rss_now_mib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def unique_param_bytes(model, exclude: frozenset[int] | set[int] = frozenset()) -> tuple[int, set[int]]:
+    """Bytes of `model`'s parameter/buffer storages not in `exclude` (storage pointers), and the pointers: a
+    reference that shares the policy's storages adds 0 bytes."""
     seen: dict[int, int] = {}
     for t in [*model.parameters(), *model.buffers()]:
         ptr = t.untyped_storage().data_ptr()
@@ -92,21 +109,8 @@ def unique_param_bytes(model, exclude: set[int] = frozenset()) -> tuple[int, set
     return sum(seen.values()), set(seen)
 
 
-def median_after(values: list[float], warmup: int) -> float:
-    return float(statistics.median(values[warmup:] if len(values) > warmup else values))
-
-
-def records_in_pr1_order(records: list[dict], steps: int) -> list[dict]:
-    """The prompts pr1's sampler feeds its first `steps` steps, flattened (TRL reads them in this order)."""
-    from pr1.sampler import StepBatchSampler
-
-    sampler = StepBatchSampler(len(records), SETUP["prompts_per_step"], SETUP["seed"])
-    order: list[int] = []
-    for batch in sampler:
-        order += batch
-        if len(order) >= steps * SETUP["prompts_per_step"]:
-            break
-    return [records[i] for i in order]
+def after_warmup(values: list[float], warmup: int) -> list[float]:
+    return values[warmup:] if len(values) > warmup else values
 
 
 def load_records(data_dir: Path) -> list[dict]:
@@ -121,21 +125,47 @@ def load_records(data_dir: Path) -> list[dict]:
     )
 
 
+def records_in_pr1_order(records: list[dict], steps: int, prompts_per_step: int) -> list[dict]:
+    """The prompts pr1's sampler feeds its first `steps` steps, flattened (TRL reads them in this order)."""
+    from pr1.sampler import StepBatchSampler
+
+    order: list[int] = []
+    for batch in StepBatchSampler(len(records), prompts_per_step, SETUP["seed"]):
+        order += batch
+        if len(order) >= steps * prompts_per_step:
+            break
+    return [records[i] for i in order]
+
+
+class Clock:
+    """Wall and CPU time at the end of every step (CPU time: this process, all its threads)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def steps(self) -> dict[str, list[float]]:
+        return {
+            "step_s": [b - a for a, b in zip(self.wall, self.wall[1:], strict=False)],
+            "cpu_step_s": [b - a for a, b in zip(self.cpu, self.cpu[1:], strict=False)],
+        }
+
+
 # ---------------------------------------------------------------------------------------------- pr1 side
 class StepTimer(L.Callback):
-    """Wall time of every optimizer step (end to end, loop overhead included) and parameter memory.
-
-    Instantiated by pr1.run through `cfg.callbacks` (the documented way to add callbacks to a run). With
-    `full_copy_reference` it swaps pr1's LoRA reference (the policy with adapters disabled) for a frozen
-    deep copy, the memory baseline that LoRA's shared-weight reference avoids.
-    """
+    """Step clock and parameter memory for a pr1 run, added through `cfg.callbacks` (pr1's hook for extra
+    callbacks). With `full_copy_reference` it swaps pr1's LoRA reference (the policy with its adapters
+    disabled) for a frozen deep copy: the memory baseline that the shared-weight reference avoids."""
 
     report: dict[str, Any] = {}
 
     def __init__(self, full_copy_reference: bool = False):
         self.full_copy_reference = full_copy_reference
-        self.ends: list[float] = []
-        self.t0 = 0.0
+        self.clock = Clock()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.full_copy_reference:
@@ -144,37 +174,31 @@ class StepTimer(L.Callback):
             pl_module.reference = Reference(pl_module.policy, lora=False)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.t0 = time.perf_counter()
         StepTimer.report["rss_before_train_mib"] = rss_now_mib()
+        self.clock.tick()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self.ends.append(time.perf_counter())
+        self.clock.tick()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stamps = [self.t0, *self.ends]
         policy_bytes, policy_ptrs = unique_param_bytes(pl_module.policy)
         ref = pl_module.reference
-        ref_bytes = unique_param_bytes(ref.model, exclude=policy_ptrs)[0] if ref is not None else 0
         StepTimer.report.update(
-            step_s=[b - a for a, b in zip(stamps, stamps[1:], strict=False)],
+            **self.clock.steps(),
             policy_param_bytes=policy_bytes,
-            reference_extra_param_bytes=ref_bytes,
+            reference_extra_param_bytes=unique_param_bytes(ref.model, policy_ptrs)[0] if ref else 0,
             trainable_params=sum(p.numel() for p in pl_module.policy.parameters() if p.requires_grad),
         )
 
 
-def rss_now_mib() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def pr1_overrides(spec: dict, run_dir: Path, data_dir: Path) -> list[str]:
-    s = {**SETUP, **spec.get("setup", {})}
+def pr1_overrides(spec: dict, setup: dict, run_dir: Path) -> list[str]:
+    """The command-line overrides of the pr1 run: SETUP mapped onto pr1's config keys."""
+    s = setup
     ov = [
         "task.val=null",
         f"task.train.n={s['records']}",
-        f"task.train.root={data_dir}",
+        f"task.train.root={spec['data_dir']}",
+        f"task.train.knobs.size={s['image_size']}",
         f"paths.run_dir={run_dir}",
         "arm=bench",
         f"seed={s['seed']}",
@@ -203,44 +227,44 @@ def pr1_overrides(spec: dict, run_dir: Path, data_dir: Path) -> list[str]:
     ]
     if spec.get("lora"):
         ov.append("model.lora.enabled=true")
-    return ov + list(spec.get("overrides", []))
+    if spec.get("model") == "medium":
+        ov += ["model=tiny_scratch", *(f"model.build.{k}={v}" for k, v in MEDIUM.items())]
+    return ov
 
 
-def run_pr1(spec: dict) -> dict:
-    """One pr1 run through pr1.run.train; returns step times, phases and memory."""
-    import pr1.run
+def run_pr1(spec: dict, setup: dict) -> dict:
+    """One pr1 run through pr1.run.train; step times, phases and memory."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    conf = Path(pr1.run.__file__).resolve().parents[1] / "conf"
+    import pr1.run
+
+    conf = Path(pr1.run.__file__).resolve().parents[1] / "conf"  # the conf of the pr1 tree under test
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            cfg = compose("config", overrides=pr1_overrides(spec, run_dir, Path(spec["data_dir"])))
+            cfg = compose("config", overrides=pr1_overrides(spec, setup, run_dir))
         with open_dict(cfg):  # the same reward as TRL's side: iou only (see DIFFERENCES)
             for name in list(cfg.task.rewards):
-                if name != SETUP["reward"]:
+                if name != setup["reward"]:
                     del cfg.task.rewards[name]
         pr1.run.train(cfg)
         rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "time/rollout" in r]
-    warm = spec["warmup"]
+    rows = [r for r in rows if "time/rollout" in r]  # one per step, in step order
     report = dict(StepTimer.report)
-    steps = report.pop("step_s")
-    phases = {p: median_after([r.get(f"time/{p}", 0.0) for r in rows], warm) for p in PHASES}
-    phases["loop"] = max(median_after(steps, warm) - sum(phases.values()), 0.0)
+    phases = {p: [r.get(f"time/{p}", 0.0) for r in rows] for p in PHASES}
+    # The training loop's own time per step: Lightning, logging, data loading (outside training_step).
+    phases["loop"] = [s - sum(v[i] for v in phases.values()) for i, s in enumerate(report["step_s"])]
     return {
         **report,
-        "step_s": steps,
-        "median_step_s": median_after(steps, warm),
-        "phases_s": phases,
-        "completion_length": statistics.fmean(r["train/completion_length"] for r in rows[warm:] or rows),
-        "reward": statistics.fmean(r["train/reward"] for r in rows),
+        "phase_steps_s": phases,
+        "completion_length_steps": [r["train/completion_length"] for r in rows],
+        "reward_steps": [r["train/reward"] for r in rows],
     }
 
 
 # ---------------------------------------------------------------------------------------------- TRL side
-def run_trl(spec: dict) -> dict:
+def run_trl(spec: dict, setup: dict) -> dict:
     """One TRL GRPOTrainer run on the same model, prompts (same order), settings and reward."""
     import datasets
     import torch
@@ -251,29 +275,21 @@ def run_trl(spec: dict) -> dict:
     from pr1.model import asset_path
     from pr1.tasks.prompts import build_prompt
 
-    s = {**SETUP, **spec.get("setup", {})}
+    s = setup
     path = asset_path("tiny-grounding-sft")
-    processor = AutoProcessor.from_pretrained(path, min_pixels=3136, max_pixels=12544)
+    processor = AutoProcessor.from_pretrained(path, min_pixels=56 * 56, max_pixels=112 * 112)  # as model=tiny
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     tok = processor.tokenizer
     vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-    suppress = [i for i in tok.convert_tokens_to_ids(list(vision)) if i is not None]  # as pr1 suppresses
+    suppress = [i for i in tok.convert_tokens_to_ids(list(vision)) if i is not None]  # what pr1 suppresses
 
-    recs = records_in_pr1_order(load_records(Path(spec["data_dir"])), spec["steps"])
+    recs = records_in_pr1_order(load_records(Path(spec["data_dir"])), spec["steps"], s["prompts_per_step"])
+    text = [build_prompt("grounding", r["question"], False) for r in recs]
     ds = datasets.Dataset.from_dict(
         {
             "prompt": [
-                [
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "image"},
-                            {"type": "text", "text": build_prompt("grounding", r["question"], False)},
-                        ],
-                    }
-                ]
-                for r in recs
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}] for t in text
             ],
             "image": [r["image"] for r in recs],
             "solution": [list(r["solution"]) for r in recs],
@@ -281,27 +297,22 @@ def run_trl(spec: dict) -> dict:
         }
     ).cast_column("image", datasets.Image())
 
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.ends: list[float] = []
-            self.t0 = 0.0
-            self.lengths: list[float] = []
-            self.rewards: list[float] = []
-            self.rss_before = 0.0
+    clock = Clock()
+    step_logs: list[dict] = []
+    rss_before: list[float] = []
 
+    class Timer(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
-            self.rss_before = rss_now_mib()
-            self.t0 = time.perf_counter()
+            rss_before.append(rss_now_mib())
+            clock.tick()
 
         def on_step_end(self, args, state, control, **kw):
-            self.ends.append(time.perf_counter())
+            clock.tick()
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
-                self.lengths.append(logs["completions/mean_length"])
-                self.rewards.append(logs["reward"])
+                step_logs.append(logs)
 
-    timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
         args = GRPOConfig(
             output_dir=tmp,
@@ -328,8 +339,8 @@ def run_trl(spec: dict) -> dict:
             scale_rewards=s["scale_rewards"],
             max_steps=spec["steps"],
             shuffle_dataset=False,
-            gradient_checkpointing=False,
-            bf16=False,
+            gradient_checkpointing=False,  # TRL's default is True, pr1's model=tiny has it off
+            bf16=False,  # TRL's default is True, pr1's model=tiny is float32
             logging_steps=1,
             save_strategy="no",
             report_to="none",
@@ -342,130 +353,97 @@ def run_trl(spec: dict) -> dict:
             reward_funcs=[rewards.build(s["reward"])],
             args=args,
             train_dataset=ds,
-            callbacks=[timer],
+            callbacks=[Timer()],
         )
         trainer.train()
-        ref_bytes = 0
         policy_bytes, ptrs = unique_param_bytes(trainer.model)
-        if trainer.ref_model is not None:
-            ref_bytes = unique_param_bytes(trainer.ref_model, exclude=ptrs)[0]
-    stamps = [timer.t0, *timer.ends]
-    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    warm = spec["warmup"]
+        ref_bytes = unique_param_bytes(trainer.ref_model, ptrs)[0] if trainer.ref_model is not None else 0
     return {
-        "step_s": steps,
-        "median_step_s": median_after(steps, warm),
-        "completion_length": statistics.fmean(timer.lengths[warm:] or timer.lengths),
-        "reward": statistics.fmean(timer.rewards),
-        "rss_before_train_mib": timer.rss_before,
+        **clock.steps(),
+        "rss_before_train_mib": rss_before[0],
         "policy_param_bytes": policy_bytes,
         "reference_extra_param_bytes": ref_bytes,
+        "completion_length_steps": [x["completions/mean_length"] for x in step_logs],
+        "reward_steps": [x["reward"] for x in step_logs],
         "eos_token_ids": list(trainer.eos_token_ids),
     }
 
 
 # ------------------------------------------------------------------------------------------ orchestrator
 def worker(spec: dict) -> None:
-    """Run one configuration in this (fresh) process and print its result as the last stdout line."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = run_trl(spec) if spec["side"] == "trl" else run_pr1(spec)
-    result["peak_rss_mib"] = peak_rss_mib()
+    """Run one configuration in this (fresh) process and print its result as a tagged stdout line."""
+    if spec.get("src"):  # a pr1 source tree to measure instead of this checkout's (--before)
+        sys.path.insert(0, spec["src"])
+    import torch
+
+    import pr1
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    load_start = os.getloadavg()[0]
+    setup = {**SETUP, **spec.get("setup", {})}
+    result = run_trl(spec, setup) if spec["side"] == "trl" else run_pr1(spec, setup)
+    result.update(
+        pr1_source=str(Path(pr1.__file__).parents[1]),
+        peak_rss_mib=peak_rss_mib(),
+        torch_threads=torch.get_num_threads(),
+        loadavg_1min=[load_start, os.getloadavg()[0]],
+    )
     print("BENCH_RESULT " + json.dumps(result), flush=True)
 
 
-def launch(spec: dict, pythonpath: str | None = None) -> dict:
-    """Run a worker subprocess (its own peak RSS) and parse its result."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    label = spec["label"]
-    print(f"  running {label} ...", flush=True)
+def launch(spec: dict) -> dict:
+    """Run one worker subprocess (its own peak RSS) and return its result."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline"}
+    if spec.get("threads"):
+        env["OMP_NUM_THREADS"] = str(spec["threads"])
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+        [sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True, text=True
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{label} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise RuntimeError(f"{spec['label']} failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
     result = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
-    rollouts = spec.get("setup", {}).get("num_generations", SETUP["num_generations"]) * SETUP["prompts_per_step"]
-    result["rollouts_per_s"] = rollouts / result["median_step_s"]
-    print(f"    {label}: {result['median_step_s']:.3f} s/step ({time.perf_counter() - t0:.0f} s)", flush=True)
+    steps = after_warmup(result["step_s"], spec["warmup"])
+    print(
+        f"  {spec['label']:<44} {statistics.median(steps):7.3f} s/step  "
+        f"(run {time.perf_counter() - t0:4.0f} s, load {result['loadavg_1min'][1]:.1f})",
+        flush=True,
+    )
     return result
+
+
+def pooled(runs: list[dict], warmup: int, setup: dict) -> dict:
+    """One configuration's numbers from its repeated runs: medians over all post-warm-up steps."""
+
+    def steps(key: str) -> list[float]:
+        return [v for r in runs for v in after_warmup(r[key], warmup)]
+
+    median_step = statistics.median(steps("step_s"))
+    out = {
+        "median_step_s": median_step,
+        "median_cpu_step_s": statistics.median(steps("cpu_step_s")),
+        "rollouts_per_s": setup["prompts_per_step"] * setup["num_generations"] / median_step,
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "rss_before_train_mib": max(r["rss_before_train_mib"] for r in runs),
+        "completion_length": statistics.fmean(steps("completion_length_steps")),
+        "reward": statistics.fmean(steps("reward_steps")),
+        "policy_param_bytes": runs[0]["policy_param_bytes"],
+        "reference_extra_param_bytes": runs[0]["reference_extra_param_bytes"],
+        "timed_steps": len(steps("step_s")),
+    }
+    if "phase_steps_s" in runs[0]:
+        out["phases_s"] = {
+            p: statistics.median([v for r in runs for v in after_warmup(r["phase_steps_s"][p], warmup)])
+            for p in (*PHASES, "loop")
+        }
+    return out
 
 
 def fmt_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--steps", type=int, default=12, help="optimizer steps per run (default 12)")
-    ap.add_argument("--warmup", type=int, default=2, help="steps dropped before the median (default 2)")
-    ap.add_argument("--scaling-steps", type=int, default=6, help="steps per scaling run (default 6)")
-    ap.add_argument("--quick", action="store_true", help="5 steps, no LoRA/scaling runs")
-    ap.add_argument("--before", help="also run pr1 from this source tree (before/after in the same run)")
-    ap.add_argument("--out", default=str(OUT))
-    args = ap.parse_args()
-    if args.worker:
-        worker(json.loads(args.worker))
-        return
-    steps = 5 if args.quick else args.steps
-    warm = min(args.warmup, steps - 1)
-    data_dir = Path(tempfile.mkdtemp(prefix="pr1-bench-data-"))
-    load_records(data_dir)  # generated once, read by every worker
-    base = {"steps": steps, "warmup": warm, "data_dir": str(data_dir)}
-    print(f"GRPO step benchmark: {SETUP}", flush=True)
-
-    res: dict[str, Any] = {}
-    res["trl"] = launch({**base, "side": "trl", "label": "TRL GRPOTrainer"})
-    res["pr1"] = launch({**base, "side": "pr1", "label": "pr1"})
-    if args.before:
-        res["pr1_before"] = launch({**base, "side": "pr1", "label": "pr1 (before)"}, pythonpath=args.before)
-    lora: dict[str, Any] = {}
-    scaling: dict[str, Any] = {"G": {}, "max_new_tokens": {}}
-    if not args.quick:
-        lora_base = {**base, "side": "pr1", "lora": True}
-        lora["policy_only"] = launch(
-            {**lora_base, "label": "pr1 LoRA, no reference (beta=0)", "setup": {"beta": 0.0}}
-        )
-        lora["adapter_reference"] = launch({**lora_base, "label": "pr1 LoRA, adapter-disabled reference"})
-        lora["full_copy_reference"] = launch(
-            {**lora_base, "label": "pr1 LoRA, frozen full-copy reference", "full_copy_reference": True}
-        )
-        sc = {**base, "side": "pr1", "steps": args.scaling_steps, "warmup": min(warm, args.scaling_steps - 1)}
-        for g in (4, 8, 16):
-            r = res["pr1"] if g == SETUP["num_generations"] else None
-            scaling["G"][g] = r or launch({**sc, "label": f"pr1 G={g}", "setup": {"num_generations": g}})
-        for t in (16, 32, 64):
-            r = res["pr1"] if t == SETUP["max_new_tokens"] else None
-            scaling["max_new_tokens"][t] = r or launch(
-                {**sc, "label": f"pr1 max_new_tokens={t}", "setup": {"max_new_tokens": t}}
-            )
-    summary = summarise(res, lora, scaling)
-    report = {
-        "setup": SETUP,
-        "steps": steps,
-        "warmup": warm,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version},
-        "versions": versions(),
-        "differences": DIFFERENCES,
-        "runs": res,
-        "lora": lora,
-        "scaling": scaling,
-        "summary": summary,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
 
 
 def versions() -> dict[str, str]:
@@ -474,16 +452,112 @@ def versions() -> dict[str, str]:
     return {p: md.version(p) for p in ("torch", "transformers", "trl", "peft", "lightning")}
 
 
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=12, help="optimizer steps per run (default 12)")
+    ap.add_argument("--warmup", type=int, default=2, help="first steps of a run left out (default 2)")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved runs per side, pooled (default 2)")
+    ap.add_argument("--scaling-steps", type=int, default=6, help="steps per scaling run (default 6)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per run (default 1: on a shared 2-core machine, 2 threads on a model this small "
+        "mostly wait for each other; 0 keeps torch's default)",
+    )
+    ap.add_argument("--quick", action="store_true", help="5 steps, one repeat, no LoRA or scaling runs")
+    ap.add_argument("--before", help="also run pr1 from this source tree (before/after in the same run)")
+    ap.add_argument("--out", default=str(OUT), help=f"JSON output (default {OUT.relative_to(ROOT)})")
+    args = ap.parse_args()
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+    steps, repeats = (5, 1) if args.quick else (args.steps, args.repeats)
+    warm = min(args.warmup, steps - 1)
+    data_dir = Path(tempfile.mkdtemp(prefix="pr1-bench-data-"))
+    load_records(data_dir)  # generated once here, read by every run
+    base = {"steps": steps, "warmup": warm, "data_dir": str(data_dir), "threads": args.threads}
+    print(f"GRPO step benchmark, {steps} steps x {repeats} repeats per side: {SETUP}", flush=True)
+
+    sides = {
+        "trl": {**base, "side": "trl", "label": "TRL GRPOTrainer"},
+        "pr1": {**base, "side": "pr1", "label": "pr1"},
+    }
+    if args.before:
+        src = str(Path(args.before).resolve())
+        sides["pr1_before"] = {**base, "side": "pr1", "label": f"pr1 from {args.before}", "src": src}
+    raw: dict[str, Any] = {key: [] for key in sides}
+    for _ in range(repeats):  # interleaved, so that a busy spell on the machine hits every side alike
+        for key, spec in sides.items():
+            raw[key].append(launch(spec))
+    main_runs = {key: pooled(runs, warm, SETUP) for key, runs in raw.items()}
+
+    lora: dict[str, Any] = {}
+    scaling: dict[str, Any] = {}
+    if not args.quick:
+        for model, setup, n in (("tiny", {}, 4), ("medium", MEDIUM_SETUP, 2)):
+            spec = {**base, "side": "pr1", "lora": True, "model": model, "steps": n, "warmup": 1}
+            variants = {
+                "policy_only": {"label": "no reference (beta=0)", "setup": {**setup, "beta": 0.0}},
+                "adapter_reference": {"label": "adapter-disabled reference", "setup": setup},
+                "full_copy_reference": {
+                    "label": "frozen full-copy reference",
+                    "setup": setup,
+                    "full_copy_reference": True,
+                },
+            }
+            lora[model] = {}
+            for key, v in variants.items():
+                run = launch({**spec, **v, "label": f"pr1 LoRA {model}, {v['label']}"})
+                lora[model][key] = pooled([run], 1, {**SETUP, **v["setup"]})
+        scale = {
+            **base,
+            "side": "pr1",
+            "steps": args.scaling_steps,
+            "warmup": min(warm, args.scaling_steps - 1),
+        }
+        for knob, values in (("num_generations", (4, 8, 16)), ("max_new_tokens", (16, 32, 64))):
+            scaling[knob] = {}
+            for v in values:
+                if v == SETUP[knob]:
+                    scaling[knob][v] = main_runs["pr1"]
+                    continue
+                run = launch({**scale, "label": f"pr1 {knob}={v}", "setup": {knob: v}})
+                scaling[knob][v] = pooled([run], scale["warmup"], {**SETUP, knob: v})
+
+    report = {
+        "setup": SETUP,
+        "steps_per_run": steps,
+        "warmup_steps": warm,
+        "repeats": repeats,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version},
+        "versions": versions(),
+        "differences": DIFFERENCES,
+        "results": main_runs,
+        "lora": lora,
+        "lora_medium_model": {"build": MEDIUM, "setup": MEDIUM_SETUP},
+        "scaling": scaling,
+        "summary": summarise(main_runs, lora, scaling),
+        "raw_runs": raw,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
 def summarise(res: dict, lora: dict, scaling: dict) -> dict:
-    """Print the tables and return the headline numbers (ratios are pr1 / TRL)."""
+    """Print the tables; return the headline numbers (ratios are pr1 / TRL unless named otherwise)."""
     trl, pr1 = res["trl"], res["pr1"]
-    sides = [("TRL", trl), ("pr1", pr1)] + ([("pr1 before", res["pr1_before"])] if "pr1_before" in res else [])
-    rows = [["", "s/step", "rollouts/s", "peak RSS MiB", "RSS before train MiB", "mean completion len"]]
-    for name, r in sides:
+    names = {"trl": "TRL", "pr1": "pr1", "pr1_before": "pr1 before"}
+    rows = [["", "s/step", "CPU s/step", "rollouts/s", "peak RSS MiB", "RSS at start MiB", "mean len"]]
+    for key, r in res.items():
         rows.append(
             [
-                name,
+                names[key],
                 f"{r['median_step_s']:.3f}",
+                f"{r['median_cpu_step_s']:.3f}",
                 f"{r['rollouts_per_s']:.1f}",
                 f"{r['peak_rss_mib']:.0f}",
                 f"{r['rss_before_train_mib']:.0f}",
@@ -492,53 +566,79 @@ def summarise(res: dict, lora: dict, scaling: dict) -> dict:
         )
     out: dict[str, Any] = {
         "step_time_ratio_pr1_over_trl": pr1["median_step_s"] / trl["median_step_s"],
+        "cpu_time_ratio_pr1_over_trl": pr1["median_cpu_step_s"] / trl["median_cpu_step_s"],
         "speedup_pr1_vs_trl": trl["median_step_s"] / pr1["median_step_s"],
+        "rollouts_per_s_ratio_pr1_over_trl": pr1["rollouts_per_s"] / trl["rollouts_per_s"],
         "peak_rss_ratio_pr1_over_trl": pr1["peak_rss_mib"] / trl["peak_rss_mib"],
     }
-    print("\n== pr1 vs TRL (median over steps after warm-up) ==")
+    print("\n== pr1 vs TRL GRPOTrainer (medians over post-warm-up steps) ==")
     print(fmt_table(rows))
     print(
-        f"ratios pr1/TRL: step time {out['step_time_ratio_pr1_over_trl']:.2f} "
-        f"(pr1 {out['speedup_pr1_vs_trl']:.2f}x faster), peak RSS {out['peak_rss_ratio_pr1_over_trl']:.2f}"
+        f"pr1/TRL: step time {out['step_time_ratio_pr1_over_trl']:.2f} (pr1 {out['speedup_pr1_vs_trl']:.2f}x "
+        f"faster), CPU time {out['cpu_time_ratio_pr1_over_trl']:.2f}, rollouts/s "
+        f"{out['rollouts_per_s_ratio_pr1_over_trl']:.2f}, peak RSS {out['peak_rss_ratio_pr1_over_trl']:.2f}"
     )
-    for name, r in sides[1:]:
-        ph = r["phases_s"]
-        total = r["median_step_s"]
-        print(f"\n== {name} phases (median s, share of step) ==")
-        print(fmt_table([[p, f"{v:.4f}", f"{v / total:.1%}"] for p, v in ph.items()]))
+    for key in ("pr1", "pr1_before"):
+        if key in res:
+            ph, total = res[key]["phases_s"], res[key]["median_step_s"]
+            print(f"\n== {names[key]}: time per phase (median s, share of the median step) ==")
+            print(fmt_table([[p, f"{v:.4f}", f"{v / total:.1%}"] for p, v in ph.items()]))
     ph = pr1["phases_s"]
-    out["pr1_phases_s"] = ph
-    out["pr1_outside_rollout_and_model_share"] = (ph["reward"] + ph["other"] + ph["loop"]) / pr1["median_step_s"]
+    out["pr1_outside_rollout_and_model_share"] = (ph["reward"] + ph["other"] + ph["loop"]) / pr1[
+        "median_step_s"
+    ]
     if "pr1_before" in res:
-        out["pr1_speedup_vs_before"] = res["pr1_before"]["median_step_s"] / pr1["median_step_s"]
-        print(f"\npr1 after vs before: {out['pr1_speedup_vs_before']:.2f}x faster")
-    if lora:
-        base = lora["policy_only"]["peak_rss_mib"]
-        rows = [["pr1 + LoRA", "peak RSS MiB", "vs policy-only", "policy param MiB", "reference extra MiB"]]
-        for key, r in lora.items():
+        before = res["pr1_before"]
+        out["pr1_speedup_vs_before"] = before["median_step_s"] / pr1["median_step_s"]
+        out["pr1_cpu_speedup_vs_before"] = before["median_cpu_step_s"] / pr1["median_cpu_step_s"]
+        out["pr1_before_speedup_vs_trl"] = trl["median_step_s"] / before["median_step_s"]
+        print(
+            f"\npr1 now vs before: {out['pr1_speedup_vs_before']:.2f}x faster per step "
+            f"({out['pr1_cpu_speedup_vs_before']:.2f}x in CPU time); before vs TRL: "
+            f"{out['pr1_before_speedup_vs_trl']:.2f}x"
+        )
+    for model, runs in lora.items():
+        base = runs["policy_only"]["peak_rss_mib"]
+        rows = [["reference", "peak RSS MiB", "vs no reference", "policy params MiB", "reference extra MiB"]]
+        for key, r in runs.items():
             rows.append(
                 [
                     key,
                     f"{r['peak_rss_mib']:.0f}",
                     f"{r['peak_rss_mib'] / base:.3f}",
-                    f"{r['policy_param_bytes'] / 2**20:.2f}",
-                    f"{r['reference_extra_param_bytes'] / 2**20:.2f}",
+                    f"{r['policy_param_bytes'] / 2**20:.1f}",
+                    f"{r['reference_extra_param_bytes'] / 2**20:.1f}",
                 ]
             )
-        print("\n== LoRA memory ==")
+        print(f"\n== pr1 + LoRA, {model} model: peak memory ==")
         print(fmt_table(rows))
-        out["lora_peak_rss_ratio_adapter_ref_over_policy_only"] = lora["adapter_reference"]["peak_rss_mib"] / base
-        out["lora_peak_rss_ratio_full_copy_over_adapter_ref"] = (
-            lora["full_copy_reference"]["peak_rss_mib"] / lora["adapter_reference"]["peak_rss_mib"]
-        )
-    if scaling["G"]:
-        print("\n== pr1 scaling (median s/step) ==")
+        out[f"lora_{model}"] = {
+            "adapter_ref_over_policy_only": runs["adapter_reference"]["peak_rss_mib"] / base,
+            "full_copy_over_policy_only": runs["full_copy_reference"]["peak_rss_mib"] / base,
+            "full_copy_over_adapter_ref": runs["full_copy_reference"]["peak_rss_mib"]
+            / runs["adapter_reference"]["peak_rss_mib"],
+            "adapter_ref_extra_param_bytes": runs["adapter_reference"]["reference_extra_param_bytes"],
+            "full_copy_extra_param_bytes": runs["full_copy_reference"]["reference_extra_param_bytes"],
+        }
+    if scaling:
+        print("\n== pr1 scaling: median s/step (mean completion length) ==")
         for knob, runs in scaling.items():
-            print(
-                f"{knob:>15}: "
-                + "  ".join(f"{k}: {r['median_step_s']:.3f} (len {r['completion_length']:.0f})" for k, r in runs.items())
-            )
-        out["scaling_s"] = {k: {v: r["median_step_s"] for v, r in runs.items()} for k, runs in scaling.items()}
+            cells = [f"{v}: {r['median_step_s']:.3f} ({r['completion_length']:.0f})" for v, r in runs.items()]
+            print(f"{knob:>16}  " + "   ".join(cells))
+        out["scaling_s_per_step"] = {
+            knob: {v: r["median_step_s"] for v, r in runs.items()} for knob, runs in scaling.items()
+        }
+    out["targets"] = {
+        "pr1 >= 1.3x faster than TRL": out["speedup_pr1_vs_trl"] >= 1.3,
+        "outside rollout+model < 10% of the step": out["pr1_outside_rollout_and_model_share"] < 0.10,
+    }
+    if lora:
+        out["targets"]["LoRA peak RSS within 15% of policy-only (medium model)"] = (
+            out["lora_medium"]["adapter_ref_over_policy_only"] <= 1.15
+        )
+    print("\n== targets ==")
+    for name, ok in out["targets"].items():
+        print(f"  {'MET    ' if ok else 'NOT MET'}  {name}")
     return out
 
 

@@ -53,6 +53,19 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(dim=-1)
 
 
+def token_logps(
+    logits: torch.Tensor, index: torch.Tensor, temperature: float, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log pi(index) under logits / temperature in float32 (the sampling distribution), and its
+    entropy (no grad: it is logged, never optimised) when asked."""
+    logits = logits.float() / temperature
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = entropy_from_logits(logits)
+    return selective_log_softmax(logits, index), entropy
+
+
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Schulman's k3 estimator of KL(pi || ref), per token: exp(ref - logp) - (ref - logp) - 1 >= 0.
 

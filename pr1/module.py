@@ -178,11 +178,11 @@ class PR1Module(L.LightningModule):
 
     def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
         """Completion text with Qwen's markup tokens kept (they carry the boxes) and the end token dropped."""
-        out = []
-        for ids, m in zip(completion_ids.tolist(), mask.tolist(), strict=True):
-            ids = [t for t, keep in zip(ids, m, strict=True) if keep and t not in self.eos_ids]
-            out.append(self.tokenizer.decode(ids, skip_special_tokens=False))
-        return out
+        eos = torch.tensor(self.eos_ids, device=completion_ids.device)
+        keep = mask.bool() & ~torch.isin(completion_ids, eos)
+        return self.tokenizer.batch_decode(
+            [ids[k].tolist() for ids, k in zip(completion_ids, keep, strict=True)], skip_special_tokens=False
+        )
 
     def completion_logps(
         self,
@@ -203,12 +203,75 @@ class PR1Module(L.LightningModule):
             logits_to_keep=ids.shape[1] + 1,
             use_cache=False,
         )
-        logits = out.logits[:, :-1].float() / temperature
-        entropy = None
-        if with_entropy:
-            with torch.no_grad():
-                entropy = grpo.entropy_from_logits(logits)
-        return grpo.selective_log_softmax(logits, ids), entropy
+        return grpo.token_logps(out.logits[:, :-1], ids, temperature, with_entropy)
+
+    @staticmethod
+    def backbone(model) -> torch.nn.Module:
+        """The Qwen2-VL-family base model (`.model` of the ForConditionalGeneration), PEFT-wrapped or not."""
+        return (model.get_base_model() if hasattr(model, "get_base_model") else model).model
+
+    def rope_positions(self, prompts: dict, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """M-RoPE position ids (3, N, P + T) of each [prompt, completion] row, exactly as the model's own
+        forward derives them (padding skipped); they do not depend on the weights, so one call serves every
+        forward of the step."""
+        positions, _ = self.backbone(self.policy).get_rope_index(
+            torch.cat([prompts["input_ids"], ids], 1),
+            mm_token_type_ids=torch.cat([prompts["mm_token_type_ids"], torch.zeros_like(ids)], 1),
+            image_grid_thw=prompts["image_grid_thw"],
+            attention_mask=torch.cat([prompts["attention_mask"], mask], 1),
+        )
+        return positions
+
+    def group_logps(
+        self,
+        model,
+        enc,
+        rows: torch.Tensor,
+        g: int,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        temperature: float,
+        with_entropy: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`completion_logps` for rows `rows` of a rollout batch, each prompt run once for all its rows.
+
+        The G completions of a prompt share it, so the prompt (vision tower included) goes through the model
+        once and its key/value cache is indexed out to the rows that continue it; the completion tokens then
+        attend to it. Same attention, positions and masks as one forward per [prompt, completion] row (and
+        gradients flow back through the shared cache), at 1/G of the prompt's cost. `ids`/`mask` are the
+        rows' completions, `positions` the whole batch's `rope_positions`; row r continues prompt r // g.
+        """
+        if self.cfg.model.gradient_checkpointing and torch.is_grad_enabled():
+            # Checkpointed layers drop the KV cache under autograd: run each row's [prompt, completion].
+            return self.completion_logps(
+                model, self.select(enc, rows // g), ids, mask, temperature, with_entropy
+            )
+        plen = enc["input_ids"].shape[1]
+        prompt_ids, row_prompt = torch.unique(rows // g, return_inverse=True)
+        sub = self.select(enc, prompt_ids)
+        out = model(
+            input_ids=sub["input_ids"],
+            attention_mask=sub["attention_mask"],
+            position_ids=positions[:, prompt_ids * g, :plen],
+            pixel_values=sub["pixel_values"],
+            image_grid_thw=sub["image_grid_thw"],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits = out.logits[row_prompt]  # predicts each row's first completion token
+        if ids.shape[1] > 1:
+            cache = out.cache
+            cache.batch_select_indices(row_prompt)
+            rest = model(
+                input_ids=ids[:, :-1],
+                attention_mask=torch.cat([sub["attention_mask"][row_prompt], mask[:, :-1]], 1),
+                position_ids=positions[:, rows, plen : plen + ids.shape[1] - 1],
+                cache=cache,
+                use_cache=False,
+            )
+            logits = torch.cat([logits, rest.logits], 1)
+        return grpo.token_logps(logits, ids, temperature, with_entropy)
 
     def chunks(self, n: int):
         size = int(self.obj.micro_batch_size) or n
@@ -257,7 +320,12 @@ class PR1Module(L.LightningModule):
         self.lr_schedulers().step()
 
     def rollout(self, enc, g: int) -> torch.Tensor:
-        """G sampled continuations per prompt in one batched generate, rows grouped by prompt."""
+        """G sampled continuations per prompt in one batched generate, rows grouped by prompt.
+
+        The prompts go through the model once (vision tower included) and their KV cache is repeated G times,
+        so generation continues every row from its prompt's last token instead of re-encoding each prompt G
+        times: the same tokens as `generate(num_return_sequences=G)` (tests/test_module_fast_path.py).
+        """
         obj = self.obj
         gen = self.generation_config(
             do_sample=True,
@@ -265,22 +333,47 @@ class PR1Module(L.LightningModule):
             top_p=obj.top_p,
             top_k=obj.top_k,
             max_new_tokens=obj.max_new_tokens,
-            num_return_sequences=g,
         )
+        ids, mask = enc["input_ids"], enc["attention_mask"]
         self.policy.eval()
         with torch.no_grad():
-            seqs = self.policy.generate(**enc, generation_config=gen)
+            positions, _ = self.backbone(self.policy).get_rope_index(
+                ids,
+                mm_token_type_ids=enc["mm_token_type_ids"],
+                image_grid_thw=enc["image_grid_thw"],
+                attention_mask=mask,
+            )
+            cache = self.policy(
+                input_ids=ids[:, :-1],
+                attention_mask=mask[:, :-1],
+                position_ids=positions[..., :-1],
+                pixel_values=enc["pixel_values"],
+                image_grid_thw=enc["image_grid_thw"],
+                use_cache=True,
+                logits_to_keep=1,
+            ).cache
+            cache.batch_repeat_interleave(g)
+            mask = mask.repeat_interleave(g, 0)
+            # generate's Qwen2-VL position layout: [text positions; 3 M-RoPE axes], extended per token.
+            text = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            seqs = self.policy.generate(
+                input_ids=ids.repeat_interleave(g, 0),
+                attention_mask=mask,
+                position_ids=torch.cat([text[None], positions.repeat_interleave(g, 1)]),
+                cache=cache,
+                generation_config=gen,
+            )
         self.policy.train()
         return seqs
 
     @torch.no_grad()
-    def frozen_logps(self, model, prompts: dict, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Log-probs of a model that is not being trained now (old policy or reference), chunked."""
+    def frozen_logps(
+        self, model, enc, g: int, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probs of a model that is not being trained now (the reference), chunked, prompts shared."""
         return torch.cat(
             [
-                self.completion_logps(model, self.select(prompts, c), ids[c], mask[c], self.obj.temperature)[
-                    0
-                ]
+                self.group_logps(model, enc, c, g, ids[c], mask[c], positions, self.obj.temperature)[0]
                 for c in self.chunks(len(ids))
             ]
         )
@@ -320,13 +413,14 @@ class PR1Module(L.LightningModule):
             batch_std = self.all_gather(rewards).flatten().std()
         adv = grpo.group_advantages(rewards, g, obj.scale_rewards, obj.adv_eps, batch_std=batch_std)
 
-        # 4. Log-probs of the sampling policy (needed only when mu > 1) and of the reference, no grad.
+        # 4. Log-probs of the reference, no grad. Those of the sampling policy (needed only when mu > 1) are
+        #    the first update pass's own log-probs, detached: no optimizer step happens before that pass ends.
         with self.timed(times, "logps"):
-            old_logps = self.frozen_logps(self.policy, prompts, ids, mask) if obj.num_iterations > 1 else None
+            positions = self.rope_positions(prompts, ids, mask)
             ref_logps = None
             if self.reference is not None:
                 with self.reference.active() as ref:
-                    ref_logps = self.frozen_logps(ref, prompts, ids, mask)
+                    ref_logps = self.frozen_logps(ref, enc, g, ids, mask, positions)
 
         # 5. mu policy updates on this rollout batch. Gradients are averaged over processes by DDP and summed
         #    over accumulation steps, so each process's loss is its share of the global-batch loss:
@@ -337,20 +431,16 @@ class PR1Module(L.LightningModule):
         weights = (
             grpo.token_weights(mask, obj.loss_type, int(obj.max_new_tokens), num_items) / self.accumulation
         )
+        old_logps: dict[int, torch.Tensor] = {}  # chunk -> the sampling policy's log-probs (first pass)
         with self.timed(times, "update"):
             for _ in range(int(obj.num_iterations)):
                 self.begin_accumulation(opt)
                 loss_sum, kl_sum, clip_sum, ent_sum = 0.0, 0.0, 0.0, 0.0
-                for c in self.chunks(len(ids)):
-                    logp, ent = self.completion_logps(
-                        self.policy,
-                        self.select(prompts, c),
-                        ids[c],
-                        mask[c],
-                        obj.temperature,
-                        with_entropy=True,
+                for i, c in enumerate(self.chunks(len(ids))):
+                    logp, ent = self.group_logps(
+                        self.policy, enc, c, g, ids[c], mask[c], positions, obj.temperature, with_entropy=True
                     )
-                    old = old_logps[c] if old_logps is not None else logp.detach()
+                    old = old_logps.setdefault(i, logp.detach())
                     per_token, clipped = grpo.clipped_surrogate(
                         logp, old, adv[c], obj.epsilon, obj.epsilon_high
                     )
