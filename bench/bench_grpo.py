@@ -9,8 +9,9 @@ Measured: seconds per optimizer step (wall time between consecutive step ends, l
 sides; median over the steps after warm-up, pooled over interleaved repeats) and CPU seconds per step, which
 other processes on a shared machine disturb less; rollouts/s; peak RSS; pr1's time per phase (`time/*` in
 history.jsonl). LoRA: peak RSS with the adapter-disabled reference vs a frozen full copy vs no reference,
-and the parameter bytes of policy and reference, on the tiny model and on a ~110M-parameter random one whose
-weights dominate the footprint. Scaling: pr1 step time vs G and vs max new tokens. `--before DIR` also runs
+and the parameter bytes of policy and reference, on the tiny model and on a 116M-parameter random one whose
+weights dominate the footprint. Scaling: pr1 step time vs G, and vs completion length (max new tokens on a
+random-init model of the same architecture, whose completions run to the limit). `--before DIR` also runs
 pr1 from another source tree (`git archive <commit> | tar -x -C DIR`) in the same run, for before/after.
 
     python bench/bench_grpo.py                       # full run, writes results/bench/grpo.json
@@ -61,7 +62,7 @@ SETUP: dict[str, Any] = {
     "image_size": 112,
     "seed": 0,
 }
-# The LoRA memory runs on a random model whose weights (~110M parameters, ~430 MiB) dominate the footprint;
+# The LoRA memory runs on a random model whose weights (116M parameters, 444 MiB) dominate the footprint;
 # a small step keeps them short. Same tokenizer and processor as the tiny model.
 MEDIUM = {"hidden_size": 1024, "num_layers": 12, "num_heads": 16, "vision_depth": 2, "vision_embed_dim": 128}
 MEDIUM_SETUP = {"prompts_per_step": 2, "num_generations": 4, "max_new_tokens": 16}
@@ -227,6 +228,8 @@ def pr1_overrides(spec: dict, setup: dict, run_dir: Path) -> list[str]:
     ]
     if spec.get("lora"):
         ov.append("model.lora.enabled=true")
+    if spec.get("model") == "scratch":  # the tiny model's architecture, random weights
+        ov.append("model=tiny_scratch")
     if spec.get("model") == "medium":
         ov += ["model=tiny_scratch", *(f"model.build.{k}={v}" for k, v in MEDIUM.items())]
     return ov
@@ -517,14 +520,25 @@ def main() -> None:
             "steps": args.scaling_steps,
             "warmup": min(warm, args.scaling_steps - 1),
         }
-        for knob, values in (("num_generations", (4, 8, 16)), ("max_new_tokens", (16, 32, 64))):
-            scaling[knob] = {}
-            for v in values:
-                if v == SETUP[knob]:
-                    scaling[knob][v] = main_runs["pr1"]
-                    continue
-                run = launch({**scale, "label": f"pr1 {knob}={v}", "setup": {knob: v}})
-                scaling[knob][v] = pooled([run], scale["warmup"], {**SETUP, knob: v})
+        scaling["num_generations"] = {SETUP["num_generations"]: main_runs["pr1"]}
+        for g in (4, 16):
+            run = launch({**scale, "label": f"pr1 G={g}", "setup": {"num_generations": g}})
+            scaling["num_generations"][g] = pooled([run], scale["warmup"], {**SETUP, "num_generations": g})
+        # The SFT model ends its answers after ~25 tokens whatever the limit, so completion length is scaled
+        # on the same architecture with random weights, whose completions run to the limit.
+        scaling["max_new_tokens (random-init model)"] = {}
+        for t in (16, 32, 64):
+            run = launch(
+                {
+                    **scale,
+                    "model": "scratch",
+                    "label": f"pr1 random-init, T={t}",
+                    "setup": {"max_new_tokens": t},
+                }
+            )
+            scaling["max_new_tokens (random-init model)"][t] = pooled(
+                [run], scale["warmup"], {**SETUP, "max_new_tokens": t}
+            )
 
     report = {
         "setup": SETUP,
@@ -623,8 +637,11 @@ def summarise(res: dict, lora: dict, scaling: dict) -> dict:
     if scaling:
         print("\n== pr1 scaling: median s/step (mean completion length) ==")
         for knob, runs in scaling.items():
-            cells = [f"{v}: {r['median_step_s']:.3f} ({r['completion_length']:.0f})" for v, r in runs.items()]
-            print(f"{knob:>16}  " + "   ".join(cells))
+            cells = [
+                f"{v}: {r['median_step_s']:.3f} ({r['completion_length']:.0f})"
+                for v, r in sorted(runs.items())
+            ]
+            print(f"{knob:>36}  " + "   ".join(cells))
         out["scaling_s_per_step"] = {
             knob: {v: r["median_step_s"] for v, r in runs.items()} for knob, runs in scaling.items()
         }
