@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import wandb
 from omegaconf import open_dict
 from PIL import Image
 from wandb.proto import wandb_internal_pb2 as pb
@@ -80,6 +81,10 @@ def wandb_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    # A wandb-core service started earlier in this process (e.g. by wandb.Api() in the report tests) keeps its
+    # own settings; start a fresh one under this environment.
+    wandb.teardown()
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     return tmp_path
 
 
