@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     show.add_argument("--images", default=None, help="image folder (default: next to the annotations)")
     show.add_argument("--format", default="auto", choices=["auto", *FORMATS])
     show.add_argument("--split", default=None, help="refer layout: the split to read (default: all)")
-    show.add_argument("--json", action="store_true", help="one JSON object: format, n_records, skipped, first")
+    show.add_argument(
+        "--json", action="store_true", help="one JSON object: format, n_records, skipped, first"
+    )
     show.add_argument("--out", default=None, help="draw the ground truth over the first few images (PNG)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "show":

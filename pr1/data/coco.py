@@ -63,8 +63,12 @@ def load_coco(
     names = _categories(data["categories"], ann_file, policy)
     coco = COCO()
     coco.dataset = {
-        "images": _unique_ids(_with_keys(data["images"], ("id",), "image", ann_file, policy), ann_file, policy),
-        "annotations": _with_keys(data["annotations"], ("id", "image_id"), "annotation", ann_file, policy),
+        "images": _unique_ids(
+            _with_keys(data["images"], ("id",), "image", ann_file, policy), ann_file, policy
+        ),
+        "annotations": _with_keys(
+            data["annotations"], ("id", "image_id", "category_id"), "annotation", ann_file, policy
+        ),
         "categories": [c for c in data["categories"] if isinstance(c, dict) and c.get("id") in names],
     }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
@@ -137,9 +141,7 @@ def _categories(cats: list, file: Path, policy: ErrorPolicy) -> dict[int, str]:
         except RecordError as err:
             policy.handle(err)
     for cat_id, both in duplicated.items():
-        policy.handle(
-            RecordError(file, f"category {cat_id}", "id", f"duplicate category id (names {both})")
-        )
+        policy.handle(RecordError(file, f"category {cat_id}", "id", f"duplicate category id (names {both})"))
     return names
 
 
@@ -170,8 +172,6 @@ def _image_record(
     objects, crowd = [], []
     for ann in coco.imgToAnns.get(image_id, []):
         record = f"annotation {ann.get('id')} (image {image_id})"
-        if "category_id" not in ann:
-            raise RecordError(file, record, "category_id", "missing")
         if ann.get("category_id") not in names:
             raise RecordError(file, record, "category_id", f"unknown category {ann.get('category_id')!r}")
         box = xywh_to_xyxy(ann.get("bbox"), size, file, record, "bbox", BOX_TOLERANCE)

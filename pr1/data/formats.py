@@ -123,8 +123,10 @@ def _unsupported(path: Path, kind: str, tried: list[str]) -> RecordError:
 
 
 def _refs_folder(path: Path, split_by: str) -> bool:
-    return path.is_dir() and (path / "instances.json").is_file() and any(
-        (path / f"refs({split_by}){s}").is_file() for s in (".p", ".json")
+    return (
+        path.is_dir()
+        and (path / "instances.json").is_file()
+        and any((path / f"refs({split_by}){s}").is_file() for s in (".p", ".json"))
     )
 
 
@@ -143,7 +145,9 @@ def detect(kind: str, path: Path, split_by: str = "unc", split: str | None = Non
     if kind == "detection":
         if table.container == "json" and {"images", "annotations", "categories"} <= set(table.columns):
             return "coco", None
-        raise _unsupported(path, kind, [f"coco: no images/annotations/categories (keys: {table.columns[:12]})"])
+        raise _unsupported(
+            path, kind, [f"coco: no images/annotations/categories (keys: {table.columns[:12]})"]
+        )
     for fmt in FORMATS.values():
         if fmt.kind != kind or fmt.parse is None:
             continue

@@ -72,7 +72,9 @@ def embedded_image(value: object, ctx: Context, rec: int | str, name: str) -> Pa
         with Image.open(io.BytesIO(data)) as im:
             suffix = "." + (im.format or "img").lower()
     except (UnidentifiedImageError, OSError) as e:
-        raise RecordError(ctx.path, rec, name, f"embedded bytes are not an image ({e})", reason="not_an_image") from None
+        raise RecordError(
+            ctx.path, rec, name, f"embedded bytes are not an image ({e})", reason="not_an_image"
+        ) from None
     cache = ctx.image_cache or ctx.path.parent / f"{ctx.path.stem}.images"
     target = cache / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
     if not target.is_file():
@@ -150,9 +152,14 @@ def vlm_r1(row: dict, i: int, ctx: Context) -> list[dict]:
     norm = row.get("normalized_solution")
     if norm is not None:
         expected = [int(v / size[k % 2] * 1000) for k, v in enumerate(box)]
-        if not isinstance(norm, list) or any(abs(float(a) - b) > 1 for a, b in zip(norm, expected, strict=False)):
+        if not isinstance(norm, list) or any(
+            abs(float(a) - b) > 1 for a, b in zip(norm, expected, strict=False)
+        ):
             raise RecordError(
-                ctx.path, i, "normalized_solution", f"{norm} disagrees with solution on a {size[0]}x{size[1]} image"
+                ctx.path,
+                i,
+                "normalized_solution",
+                f"{norm} disagrees with solution on a {size[0]}x{size[1]} image",
             )
     sent = check_text(row.get("normal_caption"), ctx.path, i, "normal_caption").strip()
     return [make_record(str(row.get("id", f"{ctx.path.stem}:{i}")), "grounding", image, size, sent, box)]

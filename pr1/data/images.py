@@ -36,7 +36,9 @@ def header_size(path: Path, rec_id: str, max_pixels: int) -> tuple[int, int]:
     except FileNotFoundError:
         raise RecordError(path, rec_id, "image", "file not found", reason="image_missing") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise RecordError(path, rec_id, "image", f"not a readable image ({e})", reason="not_an_image") from None
+        raise RecordError(
+            path, rec_id, "image", f"not a readable image ({e})", reason="not_an_image"
+        ) from None
     if size[0] * size[1] > max_pixels:
         raise ImageTooLarge(
             path,
@@ -79,5 +81,7 @@ def check_images(
             policy.handle(err)
             continue
         kept.append(rec)
-    report = merge_reports(source_report or {"skipped": 0, "by_reason": {}, "examples": []}, policy.skip_report())
+    report = merge_reports(
+        source_report or {"skipped": 0, "by_reason": {}, "examples": []}, policy.skip_report()
+    )
     return Records(kept, report, format)

@@ -28,8 +28,7 @@ class Table:
         if isinstance(self.rows, list):
             yield from self.rows
             return
-        for i, row in enumerate(self.rows):
-            yield i, row
+        yield from enumerate(self.rows)
 
     def first(self) -> dict | None:
         for _, row in self:
@@ -75,9 +74,24 @@ def _hf(path: Path, container: str, split: str | None):
     return _undecoded(ds)
 
 
+def _first_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(4096).lstrip()[:1]
+
+
 def read_table(path: Path, split: str | None = None) -> Table:
-    """Rows of `path`; a JSON file that is a list is read as one (never line by line)."""
+    """Rows of `path`. JSON and JSONL are told apart by content, not suffix: a file starting with `[` is one
+    JSON list (never read line by line), one with several objects is JSONL."""
     container = container_of(path)
+    if container in ("json", "jsonl"):
+        first = _first_byte(path)
+        if first == b"[":
+            container = "json"
+        elif first == b"{" and container == "json" and len(path.read_bytes().strip().splitlines()) > 1:
+            try:
+                read_json(path)
+            except RecordError:
+                container = "jsonl"
     if container is None:
         raise RecordError(path, FILE, "<format>", "not a JSONL, JSON, parquet or arrow file or folder")
     if container == "jsonl":
@@ -87,9 +101,13 @@ def read_table(path: Path, split: str | None = None) -> Table:
         if isinstance(data, dict) and isinstance(data.get("annotations"), list):
             return Table(path, "json", sorted(data), [])  # a COCO-style object, not a table of rows
         if not isinstance(data, list):
-            raise RecordError(path, FILE, "<root>", f"expected a JSON list of rows, got {type(data).__name__}")
-        rows = [(i, r if isinstance(r, dict) else RecordError(path, i, LINE, "expected an object")) for i, r in
-                enumerate(data)]
+            raise RecordError(
+                path, FILE, "<root>", f"expected a JSON list of rows, got {type(data).__name__}"
+            )
+        rows = [
+            (i, r if isinstance(r, dict) else RecordError(path, i, LINE, "expected an object"))
+            for i, r in enumerate(data)
+        ]
     else:
         ds = _hf(path, container, split)
         return Table(path, container, list(ds.column_names), ds)
