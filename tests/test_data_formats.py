@@ -60,7 +60,7 @@ def test_lmms_lab_refcoco_parquet(tmp_path):
 
 
 def test_jxu124_refcoco_parquet(tmp_path):
-    """Schema: huggingface.co/datasets/jxu124/refcoco README (refer refs flattened; raw_anns: the COCO ann)."""
+    """Schema: huggingface.co/datasets/jxu124/refcoco README (refs flattened; raw_anns: the COCO ann)."""
     recs = load("grounding", jxu124_refcoco(tmp_path), images=tmp_path)
     assert recs.format == "jxu124-refcoco" and [r["id"] for r in recs] == ["3:7", "3:8"]
     grounding_round_trip(recs[0])
