@@ -1,4 +1,9 @@
-"""`python -m pr1.data make <task> --out DIR --n N --seed S [--knob value ...]`: write a synthetic dataset.
+"""`python -m pr1.data make|show ...`: write a synthetic dataset, or preview real data as pr1 reads it.
+
+`make <task> --out DIR --n N --seed S [--knob value ...]` writes a synthetic dataset.
+`show <task> <path> [--images DIR] [--format F] [--json] [--out preview.png]` prints the detected format,
+the number of records, the skips per reason and the first record (with --json: one JSON object with the
+stable keys format, n_records, skipped, first); --out draws the ground truth over the first few images.
 
 Knobs are the keyword arguments of the task's generator in `pr1.data.synthetic` (e.g. `--max_count 10
 --distractors 3`, `--relations true --layout refs`); list knobs take comma-separated values
@@ -9,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pr1.data import synthetic
+from pr1.data.formats import FORMATS, load
+from pr1.data.preview import KIND_OF_TASK, draw_preview, summary
 
 
 def _coerce(name: str, text: str, default: Any) -> Any:
@@ -62,11 +70,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     make.add_argument("--out", required=True, help="output folder (created)")
     make.add_argument("--n", type=int, required=True, help="number of images")
     make.add_argument("--seed", type=int, default=0)
+    show = sub.add_parser("show", help="preview real data as pr1 reads it", allow_abbrev=False)
+    show.add_argument("task", choices=sorted(KIND_OF_TASK) + sorted(synthetic.MAKERS))
+    show.add_argument("path")
+    show.add_argument("--images", default=None, help="image folder (default: next to the annotations)")
+    show.add_argument("--format", default="auto", choices=["auto", *FORMATS])
+    show.add_argument("--split", default=None, help="refer layout: the split to read (default: all)")
+    show.add_argument(
+        "--json", action="store_true", help="one JSON object: format, n_records, skipped, first"
+    )
+    show.add_argument("--out", default=None, help="draw the ground truth over the first few images (PNG)")
     args, rest = parser.parse_known_args(argv)
+    if args.command == "show":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        run_show(args)
+        return
     knobs = parse_knobs(args.task, rest)
     path = synthetic.make(args.task, args.out, n=args.n, seed=args.seed, **knobs)
     records = synthetic.LOADERS[args.task](path.parent, "raise")
     print(f"wrote {len(records)} {args.task} records: {path}")
+
+
+def run_show(args: argparse.Namespace) -> None:
+    kind = KIND_OF_TASK.get(args.task, args.task)
+    records = load(kind, args.path, format=args.format, images=args.images, split=args.split, on_error="skip")
+    info = summary(records)
+    if args.out:
+        info["preview"] = str(draw_preview(records, args.out))
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return
+    print(f"format: {info['format']}\nrecords: {info['n_records']}")
+    print(f"skipped: {info['skipped']['skipped']} {json.dumps(info['skipped']['by_reason'])}")
+    for example in info["skipped"]["examples"]:
+        print(f"  {example}")
+    print(f"first: {json.dumps(info['first'], ensure_ascii=False, indent=2)}")
+    if args.out:
+        print(f"preview: {info['preview']}")
 
 
 if __name__ == "__main__":

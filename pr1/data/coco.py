@@ -24,6 +24,7 @@ from pr1.data.records import (
     FILE,
     ErrorPolicy,
     RecordError,
+    Records,
     check_size,
     check_text,
     make_record,
@@ -62,8 +63,12 @@ def load_coco(
     names = _categories(data["categories"], ann_file, policy)
     coco = COCO()
     coco.dataset = {
-        "images": _with_keys(data["images"], ("id",), "image", ann_file, policy),
-        "annotations": _with_keys(data["annotations"], ("id", "image_id"), "annotation", ann_file, policy),
+        "images": _unique_ids(
+            _with_keys(data["images"], ("id",), "image", ann_file, policy), ann_file, policy
+        ),
+        "annotations": _with_keys(
+            data["annotations"], ("id", "image_id", "category_id"), "annotation", ann_file, policy
+        ),
         "categories": [c for c in data["categories"] if isinstance(c, dict) and c.get("id") in names],
     }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
@@ -87,7 +92,7 @@ def load_coco(
     if empty:
         log.info("%s: left out %d image(s) without objects (keep_empty: false)", ann_file, empty)
     policy.report(ann_file, len(records))
-    return records
+    return Records(records, policy.skip_report(), "coco")
 
 
 def _with_keys(items: list, keys: tuple[str, ...], kind: str, file: Path, policy: ErrorPolicy) -> list[dict]:
@@ -102,18 +107,50 @@ def _with_keys(items: list, keys: tuple[str, ...], kind: str, file: Path, policy
     return kept
 
 
+def _unique_ids(images: list[dict], file: Path, policy: ErrorPolicy) -> list[dict]:
+    """Images whose id no other entry shares: pycocotools would keep the last one and pair the
+    annotations with the wrong file, so a duplicated id is an error (skipped: all its entries)."""
+    files: dict[object, list[str]] = {}
+    for img in images:
+        files.setdefault(img["id"], []).append(str(img.get("file_name")))
+    for image_id, names in files.items():
+        if len(names) > 1:
+            policy.handle(
+                RecordError(file, f"image {image_id}", "id", f"duplicate image id ({', '.join(names)})")
+            )
+    return [img for img in images if len(files[img["id"]]) == 1]
+
+
 def _categories(cats: list, file: Path, policy: ErrorPolicy) -> dict[int, str]:
-    """{category id: name}; a bad category is reported here and its annotations then fail as unknown."""
+    """{category id: name}; a bad or duplicated category is reported here (never renamed), and its
+    annotations then fail as unknown."""
     names: dict[int, str] = {}
+    duplicated: dict[int, list[str]] = {}
     for i, cat in enumerate(cats):
         record = f"category {cat.get('id') if isinstance(cat, dict) else i}"
         try:
-            if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
-                raise RecordError(file, record, "id", "expected an object with an integer id")
-            names[cat["id"]] = check_text(cat.get("name"), file, record, "name").strip()
+            if not isinstance(cat, dict) or "id" not in cat:
+                raise RecordError(file, record, "id", "missing")
+            if isinstance(cat["id"], bool) or not isinstance(cat["id"], int):
+                raise RecordError(file, record, "id", f"expected an integer, got {cat['id']!r}")
+            name = check_text(cat.get("name"), file, record, "name").strip()
+            if cat["id"] in names or cat["id"] in duplicated:
+                duplicated.setdefault(cat["id"], [names.pop(cat["id"], "")]).append(name)
+                continue
+            names[cat["id"]] = name
         except RecordError as err:
             policy.handle(err)
+    for cat_id, both in duplicated.items():
+        policy.handle(RecordError(file, f"category {cat_id}", "id", f"duplicate category id (names {both})"))
     return names
+
+
+def _crowd(ann: dict, file: Path, record: str) -> bool:
+    """COCO's iscrowd is the number 0 or 1; anything else ("no", "1", 2) is an error, never truthiness."""
+    value = ann.get("iscrowd", 0)
+    if isinstance(value, bool) or value not in (0, 1) or not isinstance(value, (int, float)):
+        raise RecordError(file, record, "iscrowd", f"expected 0 or 1, got {value!r}")
+    return value == 1
 
 
 def _check_annotation_images(coco: COCO, file: Path, policy: ErrorPolicy) -> None:
@@ -142,7 +179,7 @@ def _image_record(
         if not isinstance(area, (int, float)) or area <= 0:
             area = (box[2] - box[0]) * (box[3] - box[1])
         obj = {"label": names[ann["category_id"]], "box": box, "area": float(area)}
-        (crowd if ann.get("iscrowd") else objects).append(obj)
+        (crowd if _crowd(ann, file, record) else objects).append(obj)
     return make_record(
         str(image_id),
         "detection",

@@ -45,7 +45,7 @@ def load_pageocr(
             (i, r if isinstance(r, dict) else RecordError(path, i, "<page>", "expected an object"))
             for i, r in enumerate(data)
         )
-    return parse_rows(rows, lambda row, i: _parse_row(row, path, i, image_dir), path, on_error, limit)
+    return parse_rows(rows, lambda row, i: parse_row(row, path, i, image_dir), path, on_error, limit)
 
 
 def _text(row: dict, path: Path, index: int) -> str:
@@ -60,7 +60,8 @@ def _text(row: dict, path: Path, index: int) -> str:
     raise RecordError(path, index, "conversations", "no 'gpt' turn holding the text")
 
 
-def _parse_row(row: dict, path: Path, index: int, image_dir: Path) -> dict:
+def parse_row(row: dict, path: Path, index: int, image_dir: Path) -> dict:
+    """One page (JSONL line or JSON list entry) as an OCR record."""
     if "image" not in row:
         raise RecordError(path, index, "image", "missing")
     image = resolve_image(row["image"], image_dir, path, index, "image")

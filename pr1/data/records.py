@@ -10,6 +10,9 @@ A record is a plain dict, the single currency between loaders, the GRPO/SFT step
   - detection: [{"label": str, "box": [x1, y1, x2, y2], "area"?: float}], plus `categories` (every class
     name of the dataset, the prompt's list) and `crowd` (iscrowd boxes, ignored regions for COCOeval).
 A bad record raises a RecordError naming file, record and field, or is counted and skipped (`on_error=skip`).
+Loaders return `Records`: a list of records whose `skip_report` attribute is a plain dict
+`{"skipped": total, "by_reason": {reason: count}, "examples": [first few messages]}` (the run writes it into
+metrics.json / eval_metrics.json) and whose `format` names the distribution that was read.
 """
 
 from __future__ import annotations
@@ -32,20 +35,52 @@ FILE = "<file>"  # the `record` of an error that concerns the whole file
 LINE = "<line>"  # the `field` of an error that concerns a whole JSONL line
 
 
-class RecordError(ValueError):
-    """A bad input record; the message names file, record and field."""
+SKIP_EXAMPLES = 5  # messages kept per skip report (the counts per reason are complete)
 
-    def __init__(self, file: str | Path, record: int | str, field_name: str, problem: str):
+
+class RecordError(ValueError):
+    """A bad input record; the message names file, record and field. `reason` is the short key skips are
+    counted under (default: the field's name)."""
+
+    def __init__(
+        self, file: str | Path, record: int | str, field_name: str, problem: str, reason: str | None = None
+    ):
         super().__init__(f"{file}: record {record}: field {field_name!r}: {problem}")
         self.file, self.record, self.field, self.problem = str(file), record, field_name, problem
+        self.reason = reason or field_name
+
+
+class Records(list):
+    """The records a loader read, with what it skipped (`skip_report`) and the format it read (`format`)."""
+
+    def __init__(self, records: Iterable[dict] = (), skip_report: dict | None = None, format: str = ""):
+        super().__init__(records)
+        self.skip_report = skip_report if skip_report is not None else empty_report()
+        self.format = format
+
+
+def empty_report() -> dict:
+    return {"skipped": 0, "by_reason": {}, "examples": []}
+
+
+def merge_reports(*reports: dict) -> dict:
+    """One skip report summing several (a loader's and the image checks', say)."""
+    out = empty_report()
+    for rep in reports:
+        out["skipped"] += rep["skipped"]
+        for reason, count in rep["by_reason"].items():
+            out["by_reason"][reason] = out["by_reason"].get(reason, 0) + count
+        out["examples"] += rep["examples"][: SKIP_EXAMPLES - len(out["examples"])]
+    return out
 
 
 @dataclass
 class ErrorPolicy:
-    """`raise` stops at the first bad record; `skip` counts skips and reports them once, at the end."""
+    """`raise` stops at the first bad record; `skip` counts skips per reason and reports them once."""
 
     mode: str = "raise"
     skipped: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("raise", "skip"):
@@ -55,6 +90,14 @@ class ErrorPolicy:
         if self.mode == "raise":
             raise err
         self.skipped.append(str(err))
+        self.reasons[err.reason] = self.reasons.get(err.reason, 0) + 1
+
+    def skip_report(self) -> dict:
+        return {
+            "skipped": len(self.skipped),
+            "by_reason": dict(self.reasons),
+            "examples": self.skipped[:SKIP_EXAMPLES],
+        }
 
     def report(self, source: str | Path, kept: int) -> None:
         if self.skipped:
@@ -111,7 +154,7 @@ def parse_rows(
     source: Path,
     on_error: str,
     limit: int | None = None,
-) -> list[dict]:
+) -> Records:
     """Records from (index, row-or-error) pairs: each bad row raises, or is counted and reported once."""
     policy = ErrorPolicy(on_error)
     records: list[dict] = []
@@ -125,7 +168,7 @@ def parse_rows(
         except RecordError as err:
             policy.handle(err)
     policy.report(source, len(records))
-    return records
+    return Records(records, policy.skip_report())
 
 
 def check_text(
@@ -214,7 +257,7 @@ def resolve_image(value: object, base: Path, file: str | Path, record: int | str
     rel = Path(check_text(value, file, record, name))
     image = rel if rel.is_absolute() else base / rel
     if not image.is_file():
-        raise RecordError(file, record, name, f"file not found: {image}")
+        raise RecordError(file, record, name, f"file not found: {image}", reason="image_missing")
     return image
 
 

@@ -20,6 +20,7 @@ from pr1.data.records import (
     FILE,
     ErrorPolicy,
     RecordError,
+    Records,
     check_box,
     check_size,
     check_text,
@@ -98,7 +99,7 @@ def _from_refs(
     split: str | None,
     on_error: str,
     limit: int | None,
-) -> list[dict]:
+) -> Records:
     if not isinstance(instances, dict):
         raise RecordError(inst_file, FILE, "<root>", "expected a JSON object")
     images = _index(instances.get("images"), inst_file, "images")
@@ -121,7 +122,7 @@ def _from_refs(
     present = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
     if split is not None and split not in present:
         raise ValueError(f"{refs_file}: no ref has split {split!r}; splits present: {present}")
-    return records[:limit] if limit is not None else records
+    return Records(records[:limit] if limit is not None else records, policy.skip_report(), "refer")
 
 
 def _ref_records(
@@ -157,14 +158,15 @@ def _ref_records(
 def load_jsonl(path: str | Path, on_error: str = "raise", limit: int | None = None) -> list[dict]:
     """Read JSONL grounding records; bad lines raise (naming file/line/field) or are counted and skipped."""
     path = require(path, "grounding annotations", "path")
-    return parse_rows(read_jsonl(path), lambda row, i: _parse_row(row, path, i), path, on_error, limit)
+    return parse_rows(read_jsonl(path), lambda row, i: parse_row(row, path, i), path, on_error, limit)
 
 
-def _parse_row(row: dict, path: Path, lineno: int) -> dict:
+def parse_row(row: dict, path: Path, lineno: int, images: Path | None = None) -> dict:
+    """One pr1 grounding JSONL row (image relative to `images`, default the file's folder)."""
     for key in ("image", "expression", "bbox", "width", "height"):
         if key not in row:
             raise RecordError(path, lineno, key, "missing")
-    image = resolve_image(row["image"], path.parent, path, lineno, "image")
+    image = resolve_image(row["image"], images or path.parent, path, lineno, "image")
     size = check_size(row["width"], row["height"], path, lineno)
     expression = check_text(row["expression"], path, lineno, "expression")
     box = check_box(row["bbox"], size, path, lineno, "bbox")
