@@ -72,7 +72,7 @@ def checkpoint_family(path: str | None) -> str | None:
     return family_of_model_type(model_type, str(config))
 
 
-def resolve_frame(path: str | None, family: str | None, min_pixels: int, max_pixels: int) -> dict:
+def resolve_frame(path: str | None, family: str | None, min_pixels: int, max_pixels: int) -> DictConfig:
     """`${pr1.frame:${model.path},${model.family},...}`: the frame of the checkpoint's family.
 
     The checkpoint's own config.json wins over the declared `model.family` (a Qwen3-VL folder given to the
@@ -85,7 +85,7 @@ def resolve_frame(path: str | None, family: str | None, min_pixels: int, max_pix
             f"cannot tell the model family of model.path={path!r} (no config.json there or in the local HF "
             f"cache): set model.family to one of {FAMILIES}"
         )
-    return family_frame(found or family, min_pixels, max_pixels)
+    return OmegaConf.create(family_frame(found or family, min_pixels, max_pixels))
 
 
 OmegaConf.register_new_resolver("pr1.frame", resolve_frame, replace=True)
