@@ -339,3 +339,43 @@ def test_sft_then_eval_of_the_export(tmp_path, family_checkpoints, family):
     summary = json.loads((eval_dir / "eval_metrics.json").read_text())
     assert summary["frame"] == FRAMES[family] and summary["n_records"] == 2 and "acc50" in summary["metrics"]
     assert "pr1 eval: task grounding" in proc.stdout
+
+
+# ------------------------------------------------------------------------------ real architectures
+# Parameter counts shown on each checkpoint's hub page (safetensors metadata), in billions.
+PUBLISHED_PARAMS_B = {
+    "qwen2vl_2b": 2.21,
+    "qwen2vl_7b": 8.29,
+    "qwen25vl_3b": 3.75,
+    "qwen25vl_7b": 8.29,
+    "qwen3vl_2b": 2.13,
+    "qwen3vl_4b": 4.44,
+    "qwen3vl_8b": 8.77,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_architecture_configs_build_offline(compose, name):
+    from bench.real_configs import HUB_IDS, real_config
+
+    config = real_config(name)
+    assert HUB_IDS[name] == OmegaConf.to_container(model_cfg(compose, f"model={name}"), resolve=True)["path"]
+    assert config.model_type == CLASSES[name.split("_")[0]][2]
+    text, vision = config.text_config, config.vision_config
+    out = vision.hidden_size if name.startswith("qwen2vl") else vision.out_hidden_size
+    assert out == text.hidden_size  # the vision merger feeds the text model
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
+    assert real_config(name, num_hidden_layers=2).text_config.num_hidden_layers == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_architectures_have_the_published_size(name):
+    """On the meta device (no weights allocated): the parameter count is the hub's, within 0.5%."""
+    from bench.real_configs import real_config
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(real_config(name))
+    params = sum(p.numel() for p in model.parameters()) / 1e9
+    assert params == pytest.approx(PUBLISHED_PARAMS_B[name], rel=5e-3)
