@@ -116,6 +116,12 @@ def test_explicit_frame_that_agrees_is_accepted(compose, family_checkpoints):
     load_policy(cfg)
 
 
+def test_path_and_build_together_are_refused(compose, family_checkpoints):
+    cfg = model_cfg(compose, "model=tiny_qwen3vl", f"model.path={family_checkpoints['qwen3vl']}")
+    with pytest.raises(ValueError, match="set model.build=null to load the checkpoint"):
+        load_policy(cfg)
+
+
 def test_unknown_family_without_a_readable_checkpoint_fails_clearly(compose, tmp_path):
     cfg = model_cfg(compose, "model=qwen3vl_2b", f"model.path={tmp_path / 'nowhere'}", "model.family=null")
     with pytest.raises(Exception, match="set model.family"):
