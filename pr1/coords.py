@@ -3,7 +3,8 @@
 A frame is a dict from the model config:
 - `{"kind": "rel1000"}` (Qwen2-VL): x, y relative to the image on 0..1000;
 - `{"kind": "abs_resized", "factor": 28, "min_pixels": int, "max_pixels": int}` (Qwen2.5-VL): absolute pixels
-  of the image as resized by the processor (`smart_resize`).
+  of the image as resized by the processor (`smart_resize`);
+- Qwen3-VL is back to `rel1000` (`family_frame` cites the source).
 Both are per-axis scalings of the original image, so IoU is the same in every frame and rewards compute it on
 image-normalised coordinates ([0, 1] on both axes). Arrays hold points (last axis 2: x, y) or boxes (last axis
 4: x1, y1, x2, y2).
@@ -20,6 +21,32 @@ import numpy as np
 
 REL1000: Mapping[str, Any] = MappingProxyType({"kind": "rel1000"})
 FRAME_KINDS = ("rel1000", "abs_resized")
+FAMILIES = ("qwen2vl", "qwen25vl", "qwen3vl")
+
+
+def family_frame(family: str, min_pixels: int, max_pixels: int) -> dict[str, Any]:
+    """The frame a model family reads and writes coordinates in (abs_resized: its processor's resize limits).
+
+    - Qwen2-VL: 0-1000 relative (Qwen2-VL report, arXiv:2409.12191, on visual grounding).
+    - Qwen2.5-VL: absolute pixels of the image after the processor's `smart_resize` to multiples of 28 (patch
+      14 x merge 2) (Qwen2.5-VL report, arXiv:2502.13923; the Qwen team in issue #721 of QwenLM/Qwen3-VL, the
+      repository formerly named Qwen2.5-VL).
+    - Qwen3-VL: 0-1000 relative again. The official grounding cookbook (QwenLM/Qwen3-VL,
+      cookbooks/2d_grounding.ipynb) says: "Qwen3-VL's default coordinate system has been changed from the
+      absolute coordinates used in Qwen2.5-VL to relative coordinates ranging from 0 to 1000", and its
+      plotting code maps `x / 1000 * width`; the Qwen team repeats it in QwenLM/Qwen3-VL issue #1427 (scale
+      the ground truth to 0-1000, after which any resize of the image leaves it valid).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; valid: {FAMILIES}")
+    if family == "qwen25vl":
+        return {
+            "kind": "abs_resized",
+            "factor": 28,
+            "min_pixels": int(min_pixels),
+            "max_pixels": int(max_pixels),
+        }
+    return dict(REL1000)
 
 
 def check_frame(frame: Mapping[str, Any]) -> None:

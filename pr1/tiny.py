@@ -1,24 +1,49 @@
-"""Build the embedded tiny Qwen2-VL (model + processor) offline.
+"""Build tiny Qwen-VL models (model + processor) offline: Qwen2-VL, Qwen2.5-VL and Qwen3-VL.
 
-The tiny model is the real `Qwen2VLForConditionalGeneration` class at a size that trains on a laptop CPU, so
-every code path of pr1 (processor, chat template, generate, forward) is the one used with Qwen2-VL-2B. Its
-tokenizer is a byte-level BPE trained here with the `tokenizers` library on pr1's own prompt/answer text and
-carries Qwen2-VL's special tokens, so the Qwen2-VL processor and template work unchanged.
+Each tiny model is the real `...ForConditionalGeneration` class of its family, with the family's own processor
+class, at a size that trains on a laptop CPU, so every code path of pr1 (processor, chat template, generate,
+forward) is the one used with the real checkpoints. The tokenizer is a byte-level BPE trained here with the
+`tokenizers` library on pr1's own prompt/answer text and carries Qwen's special tokens, so the processors and
+the template work unchanged. `python -m pr1.tiny FAMILY OUT_DIR` writes one with `save_pretrained`; load it
+through the ordinary route, `model.path=OUT_DIR`.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    PreTrainedModel,
+    ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
     Qwen2TokenizerFast,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessor,
     Qwen2VLProcessor,
     Qwen2VLVideoProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+    Qwen3VLVideoProcessor,
 )
+
+# pr1's family name -> (config class, model class, processor class, video processor class, vision patch size).
+FAMILIES = {
+    "qwen2vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor, 14),
+    "qwen25vl": (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+        14,
+    ),
+    "qwen3vl": (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor, 16),
+}
 
 # Qwen2-VL's special tokens, in Qwen's order (ids follow the learned vocabulary here).
 SPECIAL_TOKENS = [
@@ -199,58 +224,86 @@ def build_tokenizer(vocab_size: int = 640) -> Qwen2TokenizerFast:
     )
 
 
-def build_processor(min_pixels: int = 56 * 56, max_pixels: int = 112 * 112) -> Qwen2VLProcessor:
-    """The stock Qwen2-VL processor around the tiny tokenizer (same class the real checkpoints load)."""
-    image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
-    return Qwen2VLProcessor(
+def family_classes(family: str) -> tuple:
+    """(config, model, processor, video processor, patch size) of a family; a clear error for a bad name."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; valid: {sorted(FAMILIES)}")
+    return FAMILIES[family]
+
+
+def build_processor(
+    min_pixels: int = 56 * 56, max_pixels: int = 112 * 112, family: str = "qwen2vl"
+) -> ProcessorMixin:
+    """The family's stock processor around the tiny tokenizer (same classes the real checkpoints load)."""
+    _, _, processor_cls, video_cls, patch = family_classes(family)
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=min_pixels, max_pixels=max_pixels, patch_size=patch, merge_size=2
+    )
+    return processor_cls(
         image_processor=image_processor,
         tokenizer=build_tokenizer(),
-        video_processor=Qwen2VLVideoProcessor(),
+        video_processor=video_cls(patch_size=patch, merge_size=2),
         chat_template=CHAT_TEMPLATE,
     )
 
 
+def mrope_section(head_dim: int) -> list[int]:
+    """M-RoPE splits head_dim/2 rotary frequencies over (time, height, width), in Qwen's 2:3:3 proportion."""
+    half = head_dim // 2
+    return [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+
+
+def vision_config(family: str, depth: int, width: int, num_heads: int, out_hidden: int, patch: int) -> dict:
+    """The vision tower of a family at tiny size (the keys each family's config class reads)."""
+    common = dict(depth=depth, num_heads=num_heads, patch_size=patch, spatial_merge_size=2)
+    common["temporal_patch_size"] = 2
+    if family == "qwen2vl":
+        return dict(common, embed_dim=width, hidden_size=out_hidden, mlp_ratio=2)
+    tower = dict(common, hidden_size=width, intermediate_size=width * 2, out_hidden_size=out_hidden)
+    if family == "qwen25vl":
+        # Window attention everywhere but the last block, as the real tower (windows of 112 px).
+        return dict(tower, window_size=112, fullatt_block_indexes=[depth - 1])
+    # Qwen3-VL: learned (interpolated) 2D position grid, and DeepStack features from a middle block.
+    return dict(tower, num_position_embeddings=64, deepstack_visual_indexes=[depth // 2])
+
+
 def build_model(
-    processor: Qwen2VLProcessor,
+    processor: ProcessorMixin,
     hidden_size: int = 256,
     num_layers: int = 4,
     num_heads: int = 4,
     vision_depth: int = 4,
     vision_embed_dim: int = 128,
     seed: int = 0,
-) -> Qwen2VLForConditionalGeneration:
-    """A randomly initialised Qwen2-VL whose token ids match `processor`'s tokenizer."""
+    family: str = "qwen2vl",
+) -> PreTrainedModel:
+    """A randomly initialised model of `family` whose token ids match `processor`'s tokenizer."""
     import torch
 
+    config_cls, model_cls, _, _, patch = family_classes(family)
     tok = processor.tokenizer
     head_dim = hidden_size // num_heads
-    # M-RoPE splits head_dim/2 rotary frequencies over (time, height, width).
-    half = head_dim // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
-    config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=hidden_size,
-            intermediate_size=hidden_size * 2,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=max(1, num_heads // 2),
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            bos_token_id=None,
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-            pad_token_id=tok.pad_token_id,
-        ),
-        vision_config=dict(
-            depth=vision_depth,
-            embed_dim=vision_embed_dim,
-            hidden_size=hidden_size,
-            num_heads=num_heads,
-            mlp_ratio=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(head_dim)}
+    if family == "qwen3vl":
+        rope["mrope_interleaved"] = True
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        max_position_embeddings=4096,
+        rope_parameters=rope,
+        bos_token_id=None,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
+    )
+    if family == "qwen3vl":
+        text["head_dim"] = head_dim
+    config = config_cls(
+        text_config=text,
+        vision_config=vision_config(family, vision_depth, vision_embed_dim, num_heads, hidden_size, patch),
         image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
@@ -258,18 +311,38 @@ def build_model(
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
+    model = model_cls(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.bos_token_id = None
     return model
 
 
-def build_tiny(out_dir: str | Path, seed: int = 0, **model_kwargs) -> Path:
-    """Write a random tiny model + processor to `out_dir` (loadable with `from_pretrained`)."""
+def build_tiny(out_dir: str | Path, seed: int = 0, family: str = "qwen2vl", **model_kwargs) -> Path:
+    """Write a random tiny model + processor of `family` to `out_dir` (loadable with `from_pretrained`)."""
     out = Path(out_dir)
-    processor = build_processor()
-    model = build_model(processor, seed=seed, **model_kwargs)
+    processor = build_processor(family=family)
+    model = build_model(processor, seed=seed, family=family, **model_kwargs)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pr1.tiny FAMILY OUT_DIR [--hidden-size N ...]`: a tiny random checkpoint (`model.path=`)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--vision-depth", type=int, default=4)
+    parser.add_argument("--vision-embed-dim", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    args = vars(parser.parse_args(argv))
+    out = build_tiny(args.pop("out_dir"), family=args.pop("family"), **args)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -92,3 +92,16 @@ def slurm_cluster() -> None:
     if os.environ.get("PR1_REQUIRE_SLURM") == "1":
         pytest.fail(f"PR1_REQUIRE_SLURM=1 but {message}", pytrace=False)
     pytest.skip(message)
+
+
+# Tiny sizes of the per-family checkpoints (tests/test_families.py): real classes, ~0.25M params each.
+FAMILY_TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "vision_depth": 1, "vision_embed_dim": 32}
+
+
+@pytest.fixture(scope="session")
+def family_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random checkpoint of every Qwen-VL family, written with save_pretrained (load: model.path=)."""
+    from pr1.tiny import FAMILIES, build_tiny
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: build_tiny(root / family, family=family, **FAMILY_TINY) for family in FAMILIES}
