@@ -32,6 +32,7 @@ COCO_IDS: Mapping[str, int] = {
     name.replace("_", " "): i for i, name in enumerate(_COCO_NAMES.split(), start=1) if name != "-"
 }
 _ONE_HOT = 90  # the released class "logits" are a one-hot row of 90 columns
+_MAX_COORD = 1e15  # past this the released code's tensors overflow (float32 / int64) and it raises
 
 
 class Entries(NamedTuple):
@@ -47,15 +48,15 @@ def _is_box(value: Any) -> bool:
         isinstance(value, list)
         and len(value) == 4
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        and all(math.isfinite(v) for v in value)
+        and all(abs(v) <= _MAX_COORD for v in value)
     )
 
 
 def parse_detection(text: str | None, vocabulary: Mapping[str, int]) -> Entries | None:
     """The released parse: the whole answer, minus ``` fences, is JSON; each entry needs "bbox_2d" and a
     "label" from `vocabulary` (exact spelling). None where the released code scores 0 outright (not JSON, not
-    a list/object/string, or no valid entry). An entry whose bbox_2d is not 4 finite numbers counts as
-    invalid here; the released code raises on it (scoring the completion 0).
+    a list/object/string, or no valid entry). An entry whose bbox_2d is not 4 numbers of magnitude <= 1e15
+    counts as invalid here; the released code raises on it (scoring the completion 0).
     """
     if not text:
         return None
@@ -229,7 +230,10 @@ def counting(pred: np.ndarray, gt: np.ndarray) -> float:
     """
     if len(pred) == 0 or len(gt) == 0:
         return 0.0
-    dist = np.sqrt(((pred[:, None, :] - gt[None, :, :]) ** 2).sum(axis=-1))
+    with np.errstate(all="ignore"):
+        dist = np.sqrt(((pred[:, None, :] - gt[None, :, :]) ** 2).sum(axis=-1))
+    if not np.isfinite(dist).all():  # the released assignment raises on these: 0
+        return 0.0
     rows, cols = min_cost(dist)
     score = 1.0 - float(dist[rows, cols].mean()) / (1000 * math.sqrt(2))
     return min(len(pred), len(gt)) / max(len(pred), len(gt)) * score
