@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from pr1.rewards import build, explain
 
 REL = {"kind": "rel1000"}
+REF = "<|object_ref_start|>the cat<|object_ref_end|>"
 SIZE = (1000, 1000)  # rel1000 frame on a 1000x1000 image: frame coordinates are pixels
 
 _REF_CATE = {
@@ -281,9 +282,10 @@ def _grounding_text(rng: np.random.Generator, gt: list[int]) -> str:
     box = [int(v + rng.normal(0, 40)) for v in gt]
     kind = rng.integers(5)
     if kind == 0:
-        return f"<|object_ref_start|>the cat<|object_ref_end|><|box_start|>({box[0]},{box[1]}),({box[2]},{box[3]})<|box_end|>"
+        return f"{REF}<|box_start|>({box[0]},{box[1]}),({box[2]},{box[3]})<|box_end|>"
     if kind == 1:
-        return f"<|box_start|>({box[0]}, {box[1]}),({box[2]}, {box[3]})<|box_end|> and [{box[1]},{box[0]},{box[3]},{box[2]}]"
+        first = f"<|box_start|>({box[0]}, {box[1]}),({box[2]}, {box[3]})<|box_end|>"
+        return f"{first} and [{box[1]},{box[0]},{box[3]},{box[2]}]"  # the released parse takes [..] first
     if kind == 2:
         return "[" + ", ".join(f"{v / 1000:.3f}" for v in box) + "]"
     if kind == 3:
@@ -333,7 +335,7 @@ def test_release_counting_matches_the_reference():
             text
         )
     # Hand-worked: 2 boxes for 3 points, centres on two of them: (2/3) * (1 - 0) = 2/3.
-    text = "<|object_ref_start|>a<|object_ref_end|><|box_start|>(0,0),(20,20)<|box_end|><|box_start|>(90,90),(110,110)<|box_end|>"
+    text = f"{REF}<|box_start|>(0,0),(20,20)<|box_end|><|box_start|>(90,90),(110,110)<|box_end|>"
     assert _score("count", text, [[10, 10], [100, 100], [500, 500]], variant="release") == pytest.approx(
         2 / 3
     )
