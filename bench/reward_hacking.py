@@ -126,34 +126,110 @@ def cases() -> list[tuple[str, str, str, bool, dict]]:
     return rows
 
 
-def scores() -> list[dict]:
-    """Each case's format score, answer score and their sum (both weights 1, as in the default config)."""
+# Every non-default variant, run over its task's cases: (task, options, the correct answer's score, cases
+# that are known weaknesses of that variant). A weakness row is informative: it must not beat the correct
+# answer, but may score above half of it. Why each is weak is in results/reward_hacking.md.
+_DUP, _LABELS, _FRAME, _WHOLE = "same box 50x", "every COCO label", "wrong frame", "whole-image box"
+VARIANTS: list[tuple[str, dict, float, tuple[str, ...]]] = [
+    ("grounding", {"variant": "iou2"}, 1.0, ()),
+    ("grounding", {"variant": "release"}, 1.0, (_DUP,)),  # the first box counts; the format reward catches it
+    ("grounding", {"iou_schedule": [[0, 0.85]]}, 1.0, ()),
+    ("counting", {"variant": "release"}, 1.0, ()),
+    ("detection", {"variant": "release"}, 3.0, (_DUP, _LABELS, _FRAME)),
+    ("detection", {"variant": "t6_iou"}, 1.25, (_DUP, _LABELS, _FRAME)),
+    ("detection", {"variant": "t6_cls"}, 2.25, (_DUP, _LABELS, _FRAME)),
+    ("detection", {"variant": "t6_f1"}, 3.0, (_DUP, _LABELS, _FRAME)),
+    ("detection", {"variant": "t6_missing"}, 3.0, (_FRAME,)),
+    ("detection", {"variant": "release", "penalty": True}, 3.0, (_FRAME,)),
+    (
+        "detection",
+        {"variant": "components", "w_f1": 1.0, "w_recall": 1.0, "w_cls": 1.0, "w_missing": 1.0},
+        4.0,
+        (_WHOLE, _FRAME),
+    ),
+    ("detection", {"variant": "components", "labels": False, "w_cls": 1.0}, 2.0, (_DUP, _FRAME)),
+    ("detection", {"iou_schedule": [[0, 0.85]]}, 1.0, ()),
+]
+
+
+def _boxes_on_points(points: list[list[float]]) -> str:
+    """A correct counting answer in the released format: one small box centred on each point."""
+    spans = [f"<|box_start|>({x - 5},{y - 5}),({x + 5},{y + 5})<|box_end|>" for x, y in map(_q, points)]
+    return "<|object_ref_start|>objects<|object_ref_end|>" + "".join(spans)
+
+
+def _variant_cases() -> list[tuple[str, str, str, bool, dict, float]]:
     out = []
-    for task, case, text, thinking, options in cases():
+    for task, options, best, weak in VARIANTS:
+        tag = ", ".join(f"{k}={v}" for k, v in options.items())
+        for t, case, text, thinking, base in cases():
+            if t != task or "(informative)" in case or "scale=" in case:
+                continue
+            if case == "correct answer" and task == "counting" and options.get("variant") == "release":
+                text = _boxes_on_points(SOLUTION["counting"])  # the released parse skips points
+            name = f"{case} [{tag}]" + (" (informative)" if case.startswith(weak) else "")
+            out.append((task, name, text, thinking, {**base, **options}, best))
+    return out
+
+
+def scores() -> list[dict]:
+    """Each case's format score, answer score and their sum (both weights 1, as in the default config).
+
+    `best` is the answer reward's value for the correct answer under the same options (1 by default).
+    """
+    out = []
+    rows = [(*c, 1.0) for c in cases()] + _variant_cases()
+    for task, case, text, thinking, options, best in rows:
         columns = {"solution": [SOLUTION[task]], "image_size": [SIZE]}
         fmt = build("format", thinking=thinking)([text], **columns)[0]
         name = ANSWER_REWARD[task]
         frame = {"frame": FRAME} if name != "edit" else {}
         answer = build(name, thinking=thinking, **frame, **options)([text], **columns)[0]
         out.append(
-            {"task": task, "case": case, "reward": name, "format": fmt, "answer": answer, "sum": fmt + answer}
+            {
+                "task": task,
+                "case": case,
+                "reward": name,
+                "format": fmt,
+                "answer": answer,
+                "sum": fmt + answer,
+                "best": best,
+            }
         )
     return out
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| task | case | answer reward | format | answer | sum |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| task | case | answer reward | format | answer | best | sum |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        cells = f"{r['format']:+.0f} | {r['answer']:.3f} | {r['sum']:+.3f}"
+        cells = f"{r['format']:+.0f} | {r['answer']:.3f} | {r['best']:.2f} | {r['sum']:+.3f}"
         lines.append(f"| {r['task']} | {r['case']} | {r['reward']} | {cells} |")
     return "\n".join(lines)
+
+
+WEAKNESSES = """
+Rows tagged `[options]` rerun the task's cases under each non-default variant; `best` is that variant's
+score for the correct answer. "(informative)" rows there are known weaknesses of the variant, kept as data:
+- released detection reward (release, t6_*): pairs count once IoU > 0.5 and pay their mean IoU, so a
+  correct box repeated 50 times keeps a perfect mean IoU and class accuracy (only F1 and the penalty fall);
+  every COCO label on one correct box is the same story; coordinates in the wrong frame (original pixels
+  read as 0-1000) still overlap > 0.5 here. t6_iou pays duplicates the full score: why the paper adds
+  recall/F1 (Table 6). The missing-object penalty (t6_missing) removes the duplicate and label cheats.
+- components with threshold 0: one whole-image box per ground-truth label matches everything at small IoU,
+  so recall/F1/class/missing are perfect; use iou_min (e.g. 0.5) with these weights.
+- released grounding (release): the first box counts, so the correct box 50 times scores 1; pr1's format
+  reward (-1) is what stops it.
+"""
 
 
 def main() -> None:
     out = Path(__file__).resolve().parents[1] / "results" / "reward_hacking.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     text = table(scores())
-    out.write_text(f"# Reward-hacking battery\n\n{__doc__.strip()}\n\n{text}\n")
+    out.write_text(f"# Reward-hacking battery\n\n{__doc__.strip()}\n\n{WEAKNESSES.strip()}\n\n{text}\n")
     print(text)
     print(f"wrote {out}")
 

@@ -6,6 +6,8 @@ matching is what stops a duplicated prediction from being paid twice.
 - hungarian: the assignment maximising the total reward (scipy `linear_sum_assignment`); the paper's.
 - naive: the i-th prediction with the i-th ground truth; the paper's "w/o reward matching" ablation.
 - greedy: repeatedly take the largest remaining reward; a common cheap approximation, never above hungarian.
+The released Perception-R1 detection reward instead matches on a DETR-style cost (`detr_cost`, minimised with
+`min_cost`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,64 @@ def iou_matrix(a: np.ndarray | list, b: np.ndarray | list) -> np.ndarray:
     iou = np.minimum(iou, 1.0, out=iou)
     iou *= va[:, None] & vb[None, :]
     return iou
+
+
+def giou_matrix(a: np.ndarray | list, b: np.ndarray | list) -> np.ndarray:
+    """Generalised IoU (Rezatofighi et al. 2019) of every box of `a` with every box of `b`, xyxy.
+
+    Defined for ordered boxes (x2 >= x1, y2 >= y1), empty ones included: IoU - (C - U) / C with C the area of
+    the smallest enclosing box and U the union; a zero union or enclosing area contributes 0. Range [-1, 1].
+    """
+    a, b = _as(a, 4), _as(b, 4)
+    with np.errstate(all="ignore"):
+        inter_wh = np.clip(
+            np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None
+        )
+        inter = inter_wh[..., 0] * inter_wh[..., 1]
+        area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+        area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        union = area_a[:, None] + area_b[None, :] - inter
+        hull_wh = np.clip(
+            np.maximum(a[:, None, 2:], b[None, :, 2:]) - np.minimum(a[:, None, :2], b[None, :, :2]), 0, None
+        )
+        hull = hull_wh[..., 0] * hull_wh[..., 1]
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        spill = np.divide(hull - union, hull, out=np.zeros_like(hull), where=hull > 0)
+    return iou - spill
+
+
+def detr_cost(
+    pred: np.ndarray | list,
+    gt: np.ndarray | list,
+    class_cost: np.ndarray,
+    *,
+    w_box: float = 5.0,
+    w_class: float = 1.0,
+    w_giou: float = 2.0,
+) -> np.ndarray:
+    """DETR matching cost (Carion et al. 2020): w_box * L1(cx,cy,w,h) + w_class * class_cost - w_giou * GIoU.
+
+    Boxes are xyxy in whatever units the caller uses (the L1 term is not scale-free, so the units change the
+    balance of the terms); `class_cost` is the (N, M) class term, lower = better. The defaults are DETR's and
+    the released Perception-R1 reward's weights.
+    """
+    a, b = _as(pred, 4), _as(gt, 4)
+
+    def cxcywh(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([(x[:, :2] + x[:, 2:]) / 2, x[:, 2:] - x[:, :2]], axis=1)
+
+    l1 = np.abs(cxcywh(a)[:, None, :] - cxcywh(b)[None, :, :]).sum(axis=-1)
+    return w_box * l1 + w_class * np.asarray(class_cost, dtype=float) - w_giou * giou_matrix(a, b)
+
+
+def min_cost(cost: np.ndarray) -> Pairs:
+    """Minimum-total-cost one-to-one assignment (scipy `linear_sum_assignment`); empty if a side is empty."""
+    cost = np.asarray(cost, dtype=float)
+    if cost.ndim != 2 or 0 in cost.shape:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty.copy()
+    rows, cols = linear_sum_assignment(cost)
+    return rows.astype(np.intp), cols.astype(np.intp)
 
 
 def point_similarity(p: np.ndarray | list, q: np.ndarray | list, scale: float) -> np.ndarray:

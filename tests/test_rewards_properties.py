@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pr1.rewards import REGISTRY, explain
+from pr1.rewards import REGISTRY, build, explain
 
 FRAMES = [
     {"kind": "rel1000"},
@@ -78,6 +78,74 @@ def test_any_completion_is_scored_within_bounds(name, completions, thinking, fra
     for row in rows:
         assert all(isinstance(v, float) and math.isfinite(v) for v in row.values())
         assert low <= row["total"] <= high
+
+
+# Every value of every Literal option, and the other option kinds, for the rewards that have them.
+VARIANTS = {
+    "iou": st.fixed_dictionaries(
+        {
+            "variant": st.sampled_from(["iou", "iou2", "acc50", "release"]),
+            "pick": st.sampled_from(["only", "first"]),
+            "iou_schedule": st.sampled_from([(), [[0, 0.5], [3, 0.9]]]),
+            "step": st.integers(0, 10),
+        }
+    ),
+    "count": st.fixed_dictionaries({"variant": st.sampled_from(["pr1", "release"]), "scale": st.just(0.3)}),
+    "detection": st.fixed_dictionaries(
+        {
+            "variant": st.sampled_from(
+                ["soft_f1", "components", "release", "t6_iou", "t6_cls", "t6_f1", "t6_missing"]
+            ),
+            "labels": st.booleans(),
+            "penalty": st.booleans(),
+            "iou_min": st.sampled_from([0.0, 0.5]),
+            "w_f1": st.sampled_from([0.0, 0.75]),
+            "w_recall": st.sampled_from([0.0, 1.0]),
+            "w_cls": st.sampled_from([0.0, 1.0]),
+            "w_missing": st.sampled_from([0.0, 1.0]),
+            "iou_schedule": st.sampled_from([(), [[0, 0.85], [2, 0.95]]]),
+            "step": st.integers(0, 5),
+        }
+    ),
+}
+SOLUTIONS_COCO = [
+    {"label": "cat", "box": [0, 0, 50, 60]},
+    {"label": "toothbrush", "box": [100, 100, 640, 480]},
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(sorted(VARIANTS)).flatmap(lambda name: st.tuples(st.just(name), VARIANTS[name])),
+    st.lists(COMPLETION, min_size=1, max_size=3),
+    st.booleans(),
+    st.sampled_from(FRAMES),
+    st.sampled_from(["hungarian", "naive", "greedy"]),
+)
+def test_every_option_value_scores_any_completion(name_options, completions, thinking, frame, matcher):
+    name, options = name_options
+    options = {**options, "thinking": thinking, "frame": frame}
+    if name != "iou":
+        options["matcher"] = matcher
+    step = options.pop("step", None)
+    columns = {
+        "solution": [SOLUTIONS[name]] * len(completions),
+        "image_size": [[640, 480]] * len(completions),
+    }
+    if name == "detection" and thinking:
+        columns["solution"] = [SOLUTIONS_COCO] * len(completions)
+    fn = build(name, **options)
+    totals = fn(completions, **columns, **({} if step is None else {"step": step}))
+    for total in totals:
+        assert isinstance(total, float) and math.isfinite(total)
+        if name == "detection" and options["variant"] not in ("soft_f1", "components"):
+            assert 0.0 <= total <= 3.0
+        elif name == "detection" and options["variant"] == "components":
+            assert -1.0 <= total <= 1.0 + 0.75 + 1.0 + 1.0
+        elif name == "iou" or options.get("variant") == "pr1":
+            assert 0.0 <= total <= 1.0
+        else:
+            assert total <= 1.0  # the released count reward is unclipped below
 
 
 @pytest.mark.parametrize("repeats", [20_000, 30_000])  # under MAX_CHARS (capped at MAX_ITEMS), over it

@@ -40,7 +40,9 @@ def test_yaml_options_build(name):
     assert fn.__name__ == name
     params = inspect.signature(REGISTRY[name]).parameters
     assert set(options) <= set(params)
-    assert all(params[k].default == v or k in ("thinking", "frame", "matcher") for k, v in options.items())
+    # (a YAML list [] stands for an empty-tuple default)
+    defaults = {k: list(p.default) if isinstance(p.default, tuple) else p.default for k, p in params.items()}
+    assert all(defaults[k] == v or k in ("thinking", "frame", "matcher") for k, v in options.items())
     raw = OmegaConf.load(CONF / f"{name}.yaml")
     raw = OmegaConf.to_container(raw)
     assert raw["thinking"] == "${thinking}"  # follows the run's top-level switch

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from pr1.coords import REL1000, normalise, quantise
 from pr1.matching import MatcherName, match, point_similarity
 from pr1.parsing import Answer, Item, parse_items
+from pr1.rewards import release
 from pr1.rewards.format import well_formed
 from pr1.rewards.registry import register
 
@@ -41,12 +42,30 @@ def target_points(solution: Any, image_size: tuple[float, float], frame: Mapping
     return normalise(np.asarray(frame_gt, dtype=float).reshape(-1, 2), image_size, frame)
 
 
+def _release_count(
+    answer: Answer, solution: Any, image_size: tuple[float, float], frame: Mapping[str, Any]
+) -> dict[str, float]:
+    ok = release.counting_format(answer.text)
+    pred = 1000 * normalise(release.counting_centres(answer.text), image_size, frame)
+    gt = 1000 * target_points(solution, image_size, frame)
+    value = release.counting(pred, gt) if ok else 0.0
+    return {
+        "format": float(well_formed("counting", answer)),
+        "n_pred": float(len(pred)),
+        "n_gt": float(len(gt)),
+        "count_exact": float(len(pred) == len(gt)),
+        "answer": value,
+        "total": value,
+    }
+
+
 @register("count")
 def count_reward(
     answer: Answer,
     solution: Any,
     image_size: tuple[float, float],
     *,
+    variant: Literal["pr1", "release"] = "pr1",
     matcher: MatcherName = "hungarian",
     scale: float = math.sqrt(2),
     frame: Mapping[str, Any] = REL1000,
@@ -59,7 +78,13 @@ def count_reward(
     default scale sqrt(2) this equals the released code's (min(N,M)/max(N,M)) * (1 - mean matched d/sqrt(2))
     (whose d is on the 0-1000 grid, normalised by 1000*sqrt(2)); a smaller scale (> 0) pays only close points.
     Range [0, 1]; 1 only for the exact count with every point on its target (N = M = 0 also scores 1).
+    variant="release": the released reward exactly (`pr1.rewards.release.counting`): 0 unless the answer has
+    the released format (`release.counting_format`), points are the centres of the native boxes only (points
+    and other spans are skipped), unclipped, Hungarian on distance in 0-1000 units; `matcher` and `scale` do
+    not apply.
     """
+    if variant == "release":
+        return _release_count(answer, solution, image_size, frame)
     parsed = parse_items(answer.text, "point")
     pred = predicted_points(parsed.items, image_size, frame)
     gt = target_points(solution, image_size, frame)
