@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 from data_samples import (
     PIXMO_FEATURES,
     REF_FILE,
@@ -262,3 +263,37 @@ def test_show_cli(tmp_path, capsys):
     main(["show", "refcoco", str(path), "--images", str(tmp_path)])
     text = capsys.readouterr().out
     assert "format: vlm-r1-rec" in text and "records: 1" in text
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_image_caught_by_full_check(tmp_path, fmt):
+    """A truncated file keeps its header, so only decoding the pixels (check_images=full) catches it."""
+    whole = tmp_path / "whole.img"
+    Image.effect_noise((64, 48), 60).convert("RGB").save(whole, format=fmt)  # noise: no tiny compressed file
+    data = whole.read_bytes()
+    (tmp_path / "cut.img").write_bytes(data[: len(data) // 2])
+    good = {"image": "whole.img", "sent": "a", "bbox": [1, 1, 5, 5], "width": 64, "height": 48}
+    path = internvl_file(tmp_path, [good, {**good, "image": "cut.img"}])
+    assert len(load("grounding", path)) == 2  # the header check cannot see it
+    with pytest.raises(RecordError, match="truncated or corrupt") as err:
+        load("grounding", path, check_images="full")
+    assert err.value.reason == "image_truncated" and "cut.img" in str(err.value)
+    recs = load("grounding", path, check_images="full", on_error="skip")
+    assert [r["image"] for r in recs] == [str(tmp_path / "whole.img")]
+    assert recs.skip_report["by_reason"] == {"image_truncated": 1}
+    with pytest.raises(ValueError, match="check_images must be one of"):
+        load("grounding", path, check_images="deep")
+
+
+def test_aspect_ratio_over_200_is_flagged(tmp_path):
+    """Qwen2-VL's smart_resize raises for max(w, h) / min(w, h) > 200; 201x1 is over, 200x1 is not."""
+    image(tmp_path / "strip.png", (201, 1))
+    image(tmp_path / "edge.png", (200, 1))
+    row = {"image": "strip.png", "sent": "a", "bbox": [1, 0, 5, 1], "width": 201, "height": 1}
+    path = internvl_file(tmp_path, [row, {**row, "image": "edge.png", "width": 200}])
+    with pytest.raises(RecordError, match="aspect ratio 201.0, over 200") as err:
+        load("grounding", path)
+    assert err.value.reason == "aspect_ratio"
+    recs = load("grounding", path, on_error="skip")
+    assert [r["image"] for r in recs] == [str(tmp_path / "edge.png")]
+    assert recs.skip_report["by_reason"] == {"aspect_ratio": 1}

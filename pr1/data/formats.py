@@ -15,7 +15,7 @@ from pathlib import Path
 from pr1.data import grounding_rows as g
 from pr1.data import pageocr, pixmo, refcoco
 from pr1.data.coco import load_coco
-from pr1.data.images import DEFAULT_MAX_PIXELS, check_images
+from pr1.data.images import DEFAULT_MAX_PIXELS, verify_images
 from pr1.data.records import FILE, ErrorPolicy, RecordError, Records, require
 from pr1.data.tables import container_of, read_table
 
@@ -200,12 +200,14 @@ def load(
     point_units: str = "pixels",
     keep_empty: bool = False,
     annotations: str | Path | None = None,
+    check_images: str = "header",
 ) -> Records:
     """Records of `kind` from `path` in any supported format (`format="auto"` detects it).
 
     `n` keeps the first N records whose image passes the checks, `slice` ("start:stop") selects records
     before that; `split`/`split_by` apply to the refer layout (other layouts are one file per split);
-    `annotations` is the COCO config's older name for `path`.
+    `annotations` is the COCO config's older name for `path`; `check_images` is "header" (cheap, the
+    default) or "full" (decodes every image, catching truncated files: see pr1.data.images for the cost).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -231,4 +233,6 @@ def load(
         ctx = g.Context(path, image_dir, Path(image_cache).expanduser() if image_cache else None)
         opts = {"require_points": require_points, "point_units": point_units}
         raw = _rows(fmt, table, ctx, opts, on_error)
-    return check_images(raw[_slice(slice)], on_error, max_image_pixels, n, raw.skip_report, name)
+    return verify_images(
+        raw[_slice(slice)], on_error, max_image_pixels, n, raw.skip_report, name, check=check_images
+    )
