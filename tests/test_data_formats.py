@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from PIL import Image
 from data_samples import (
     PIXMO_FEATURES,
     REF_FILE,
@@ -21,6 +20,7 @@ from data_samples import (
     write_jsonl,
     write_parquet,
 )
+from PIL import Image
 
 from pr1.answers import render
 from pr1.data.__main__ import main
