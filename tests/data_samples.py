@@ -146,3 +146,49 @@ PIXMO_FEATURES = datasets.Features(
         "label": datasets.Value("string"),
     }
 )
+
+
+# Perception-R1's own files (github.com/linkangheng/PR1, read in its fork philipmit/PR1): a JSON list of rows
+# read by src/open_r1/dataset.py (MMR1Dataset); each answer's frame follows from the reward that scores it.
+# REF_XYXY's box in 0-1000 (the rounding pr1 renders): 103.93/427 -> 243, 299.99/640 -> 469,
+# 238.15/427 -> 558, 477.41/640 -> 746.
+PR1_REL_BOX = [243, 469, 558, 746]
+
+
+def pr1_grounding_row() -> dict:
+    """A linkangheng/refcoco_320k row (train_qwen2_2b_vl_grounding.sh; src/open_r1/rewards.py
+    pr1_grounding_reward: IoU of Qwen2-VL's 0-1000 box with eval(solution)): image, problem (the expression),
+    solution (the flat 0-1000 box as text)."""
+    return {"image": f"train2014/{REF_FILE}", "problem": REF_SENT, "solution": str(PR1_REL_BOX)}
+
+
+def pr1_grounding_eval_row() -> dict:
+    """An eval/jsons/grounding/refcoco_val.json row (eval/evaluate_grounding.py: the prompt wraps `problem`,
+    Qwen2-VL answers are scored against `normalized_solution`, others against `solution`)."""
+    return {
+        "image": f"train2014/{REF_FILE}",
+        "problem": REF_SENT,
+        "solution": REF_XYXY,
+        "normalized_solution": PR1_REL_BOX,
+    }
+
+
+def pr1_counting_row() -> dict:
+    """A pr1_counting_10k.json row (train_qwen2_2b_vl_counting.sh --answer_key clicks; pr1_counting_reward
+    matches `clicks` with the centres of Qwen2-VL's 0-1000 boxes): image, problem (the label), clicks."""
+    return {"image": "pixmo-count/dogs.jpg", "problem": "dogs", "clicks": [[105, 400], [300, 800]]}
+
+
+def pr1_counting_eval_row() -> dict:
+    """A pixmo_count_validation540_counting_problems_label.jsonl row (eval/evaluate_counting.py)."""
+    return {"image_path": "pixmo-count/dogs.jpg", "question": "dogs", "ground_truth": 4}
+
+
+def pr1_detection_row() -> dict:
+    """A pr1_dataset_detection.json row (train_qwen2_2b_vl_detection.sh --answer_key solution;
+    pr1_detection_reward reads solution["target_id"] (COCO ids, utils.get_cate_to_id) and ["target_box"])."""
+    return {
+        "image": "000000000001.jpg",
+        "problem": "Please output bbox coordinates and names of person, bicycle, car.",
+        "solution": {"target_id": [18], "target_box": [[1.0, 2.0, 11.0, 7.0]]},
+    }

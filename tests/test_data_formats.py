@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import pytest
 from data_samples import (
     PIXMO_FEATURES,
+    PR1_REL_BOX,
     REF_FILE,
     REF_SENT,
     REF_SIZE,
@@ -16,6 +18,12 @@ from data_samples import (
     jxu124_refcoco,
     lmms_lab_refcoco,
     pixmo_row,
+    png_bytes,
+    pr1_counting_eval_row,
+    pr1_counting_row,
+    pr1_detection_row,
+    pr1_grounding_eval_row,
+    pr1_grounding_row,
     vlm_r1_row,
     write_jsonl,
     write_parquet,
@@ -297,3 +305,104 @@ def test_aspect_ratio_over_200_is_flagged(tmp_path):
     recs = load("grounding", path, on_error="skip")
     assert [r["image"] for r in recs] == [str(tmp_path / "edge.png")]
     assert recs.skip_report["by_reason"] == {"aspect_ratio": 1}
+
+
+def pr1_round_trip(rec: dict) -> None:
+    """A record read from a 0-1000 source box: back in 0-1000 it is the source, and scores 1.0."""
+    # PR1_REL_BOX in pixels of 427x640, by hand: 243*0.427 = 103.761, 469*0.64 = 300.16, 558*0.427 = 238.266,
+    # 746*0.64 = 477.44.
+    assert rec["image_size"] == list(REF_SIZE)
+    assert rec["solution"] == pytest.approx([103.761, 300.16, 238.266, 477.44])
+    answer = render("grounding", rec["solution"], rec["image_size"], REL, thinking=False)
+    assert answer == "<|box_start|>({},{}),({},{})<|box_end|>".format(*PR1_REL_BOX)
+    reward = build("iou", frame=REL, thinking=False)(
+        [answer], solution=[rec["solution"]], image_size=[REF_SIZE]
+    )
+    assert reward == [1.0]
+
+
+@pytest.mark.parametrize("row", [pr1_grounding_row(), pr1_grounding_eval_row()], ids=["train", "eval"])
+def test_pr1_grounding_json_list(tmp_path, row):
+    """philipmit/PR1 src/open_r1/dataset.py reads a JSON list; rewards.py / eval/evaluate_grounding.py fix the
+    0-1000 frame of `solution` (train) and `normalized_solution` (eval)."""
+    image(tmp_path / "train2014" / REF_FILE)
+    path = tmp_path / "refcoco_val.json"
+    path.write_text(json.dumps([row]))
+    recs = load("grounding", path, images=tmp_path)
+    assert recs.format == "pr1-grounding" and recs[0]["question"] == REF_SENT
+    assert load("grounding", path, images=tmp_path, format="pr1-grounding") == recs
+    pr1_round_trip(recs[0])
+
+
+def test_pr1_grounding_hub_parquet_and_bad_boxes(tmp_path):
+    """linkangheng/refcoco_320k as a local parquet (image embedded); a box outside 0-1000 is an error."""
+    row = {**pr1_grounding_row(), "image": {"bytes": png_bytes(REF_SIZE), "path": None}}
+    features = datasets.Features(
+        {"image": datasets.Image(), "problem": datasets.Value("string"), "solution": datasets.Value("string")}
+    )
+    path = write_parquet(tmp_path / "train-00000-of-00001.parquet", [row], features)
+    (rec,) = load("grounding", path, image_cache=tmp_path / "cache")
+    pr1_round_trip(rec)
+    image(tmp_path / "train2014" / REF_FILE)
+    path = tmp_path / "bad.json"
+    for solution, problem in [("[103.9, 299.9, 1238.1, 477.4]", "0-1000"), ("__import__('os')", "literal")]:
+        path.write_text(json.dumps([{**pr1_grounding_row(), "solution": solution}]))
+        with pytest.raises(RecordError, match=problem) as err:
+            load("grounding", path, images=tmp_path)
+        assert err.value.field == "solution"
+
+
+def test_pr1_counting_json_list_and_eval_jsonl(tmp_path):
+    """philipmit/PR1 train_qwen2_2b_vl_counting.sh (--answer_key clicks) and rewards.py pr1_counting_reward
+    (clicks vs centres of 0-1000 boxes); eval/evaluate_counting.py for the count-only JSONL."""
+    image(tmp_path / "pixmo-count" / "dogs.jpg", (100, 50), fmt="JPEG")
+    path = tmp_path / "pr1_counting_10k.json"
+    path.write_text(json.dumps([pr1_counting_row()]))
+    recs = load("counting", path, images=tmp_path)
+    (rec,) = recs
+    # clicks in pixels of 100x50, by hand: (105/1000*100, 400/1000*50) = (10.5, 20),
+    # (300/1000*100, 800/1000*50) = (30, 40).
+    assert recs.format == "pr1-counting" and rec["question"] == "dogs" and rec["count"] == 2
+    assert rec["solution"] == [[10.5, 20.0], [30.0, 40.0]]
+    answer = render("counting", rec["solution"], rec["image_size"], REL, thinking=False, label="dogs")
+    assert answer.endswith("<|box_start|>(105,400)<|box_end|><|box_start|>(300,800)<|box_end|>")
+    reward = build("count", frame=REL, thinking=False)(
+        [answer], solution=[rec["solution"]], image_size=[[100, 50]]
+    )
+    assert reward == [1.0]
+    path = write_jsonl(
+        tmp_path / "pixmo_count_validation540_counting_problems_label.jsonl", [pr1_counting_eval_row()]
+    )
+    with pytest.raises(RecordError, match="require_points: false"):
+        load("counting", path, images=tmp_path)
+    recs = load("counting", path, images=tmp_path, require_points=False)
+    assert recs.format == "pr1-counting-eval"
+    assert recs[0]["solution"] is None and recs[0]["count"] == 4 and recs[0]["image_size"] == [100, 50]
+
+
+def test_pr1_detection_json_list(tmp_path):
+    """philipmit/PR1 train_qwen2_2b_vl_detection.sh (--answer_key solution) and rewards.py
+    pr1_detection_reward (solution["target_id"]: COCO ids of utils.get_cate_to_id; ["target_box"]: xyxy)."""
+    image(tmp_path / "000000000001.jpg", (40, 30), fmt="JPEG")
+    path = tmp_path / "pr1_dataset_detection.json"
+    path.write_text(json.dumps([pr1_detection_row()]))
+    recs = load("detection", path, images=tmp_path)
+    (rec,) = recs
+    assert recs.format == "pr1-detection" and len(rec["categories"]) == 80 and rec["crowd"] == []
+    dog = {"label": "dog", "box": [1.0, 2.0, 11.0, 7.0], "area": 50.0}  # COCO id 18 is dog
+    assert rec["solution"] == [dog]
+    answer = render("detection", rec["solution"], [40, 30], REL, thinking=False)
+    # rel1000 by hand: 1/40 -> 25, 2/30 -> 67, 11/40 -> 275, 7/30 -> 233.
+    assert json.loads(answer) == [{"bbox_2d": [25, 67, 275, 233], "label": "dog"}]
+    reward = build("detection", frame=REL, thinking=False)(
+        [answer], solution=[rec["solution"]], image_size=[[40, 30]]
+    )
+    assert reward == [1.0]
+    bad = pr1_detection_row()
+    bad["solution"] = {"target_id": [12, 18], "target_box": [[1, 2, 11, 7], [1, 2, 41, 7]]}  # 12: a COCO gap
+    path.write_text(json.dumps([bad]))
+    with pytest.raises(RecordError, match="12 is not a COCO 2017 category id") as err:
+        load("detection", path, images=tmp_path)
+    assert err.value.field == "solution.target_id[0]"
+    recs = load("detection", path, images=tmp_path, on_error="skip")
+    assert len(recs) == 0 and recs.skip_report["skipped"] == 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pr1.data import grounding_rows as g
-from pr1.data import pageocr, pixmo, refcoco
+from pr1.data import pageocr, pixmo, pr1_json, refcoco
 from pr1.data.coco import load_coco
 from pr1.data.images import DEFAULT_MAX_PIXELS, verify_images
 from pr1.data.records import FILE, ErrorPolicy, RecordError, Records, require
@@ -75,6 +75,13 @@ FORMATS: dict[str, Format] = {
             lambda row, i, ctx, opts: g.vlm_r1(row, i, ctx),
         ),
         Format(
+            "pr1-grounding",
+            "grounding",
+            "Perception-R1 grounding JSON (image, problem, solution|normalized_solution in 0-1000)",
+            (("image",), ("problem",), ("solution", "normalized_solution")),
+            lambda row, i, ctx, opts: pr1_json.grounding(row, i, ctx),
+        ),
+        Format(
             "internvl-refcoco",
             "grounding",
             "Qwen-VL / InternVL refcoco_*.jsonl",
@@ -96,6 +103,20 @@ FORMATS: dict[str, Format] = {
             _pixmo,
         ),
         Format(
+            "pr1-counting",
+            "counting",
+            "Perception-R1 counting JSON (image, problem, clicks in 0-1000)",
+            (("image",), ("problem",), ("clicks",)),
+            lambda row, i, ctx, opts: pr1_json.counting(row, i, ctx),
+        ),
+        Format(
+            "pr1-counting-eval",
+            "counting",
+            "Perception-R1 PixMo-Count eval JSONL (image_path, question, ground_truth count)",
+            (("image_path",), ("question",), ("ground_truth",)),
+            lambda row, i, ctx, opts: pr1_json.counting_eval(row, i, ctx, opts["require_points"]),
+        ),
+        Format(
             "pageocr",
             "ocr",
             "page OCR JSONL/JSON (image, text) or GOT/Fox conversations JSON",
@@ -103,6 +124,13 @@ FORMATS: dict[str, Format] = {
             _page,
         ),
         Format("coco", "detection", "COCO instances JSON (images, annotations, categories)", ()),
+        Format(
+            "pr1-detection",
+            "detection",
+            "Perception-R1 detection JSON (image, problem, solution {target_id, target_box})",
+            (("image",), ("problem",), ("solution",)),
+            lambda row, i, ctx, opts: pr1_json.detection(row, i, ctx),
+        ),
     )
 }
 
@@ -145,9 +173,7 @@ def detect(kind: str, path: Path, split_by: str = "unc", split: str | None = Non
     if kind == "detection":
         if table.container == "json" and {"images", "annotations", "categories"} <= set(table.columns):
             return "coco", None
-        raise _unsupported(
-            path, kind, [f"coco: no images/annotations/categories (keys: {table.columns[:12]})"]
-        )
+        tried.append("coco: not a JSON object with images, annotations and categories")
     for fmt in FORMATS.values():
         if fmt.kind != kind or fmt.parse is None:
             continue
