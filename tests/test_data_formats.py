@@ -28,11 +28,15 @@ from data_samples import (
     write_jsonl,
     write_parquet,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pr1.answers import render
+from pr1.data import pr1_json
 from pr1.data.__main__ import main
 from pr1.data.formats import load
+from pr1.data.grounding_rows import Context
 from pr1.data.images import ImageTooLarge
 from pr1.data.pixmo import url_file_name
 from pr1.data.records import RecordError
@@ -406,3 +410,30 @@ def test_pr1_detection_json_list(tmp_path):
     assert err.value.field == "solution.target_id[0]"
     recs = load("detection", path, images=tmp_path, on_error="skip")
     assert len(recs) == 0 and recs.skip_report["skipped"] == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(value=json_values | st.text(max_size=40))
+def test_pr1_rows_with_arbitrary_answers_raise_only_record_errors(tmp_path, value):
+    """Whatever a Perception-R1 row holds as its answer, parsing gives a checked record or a RecordError."""
+    image(tmp_path / "a.png", (100, 50))
+    ctx = Context(tmp_path / "rows.json", tmp_path, None)
+    rows = [
+        (pr1_json.grounding, {"image": "a.png", "problem": "x", "solution": value}),
+        (pr1_json.grounding, {"image": "a.png", "problem": "x", "normalized_solution": value}),
+        (pr1_json.counting, {"image": "a.png", "problem": "x", "clicks": value}),
+        (pr1_json.detection, {"image": "a.png", "problem": "x", "solution": value}),
+    ]
+    for parse, row in rows:
+        try:
+            (rec,) = parse(row, 0, ctx)
+        except RecordError:
+            continue
+        assert rec["image_size"] == [100, 50]
