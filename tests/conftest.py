@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -13,17 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-# Overrides for a tiny random Qwen2-VL (real class) that runs a training step in well under a second.
-TINY_MODEL = (
-    "model=tiny_scratch",
-    "model.build.hidden_size=64",
-    "model.build.num_layers=2",
-    "model.build.num_heads=2",
-    "model.build.vision_depth=1",
-    "model.build.vision_embed_dim=32",
-)
-CONF = ROOT / "conf"
+from tests.helpers import CONF, SLURM_PARTITION
 
 
 @pytest.fixture(scope="session")
@@ -67,9 +56,6 @@ def compose():
         return cfg
 
     return _compose
-
-
-SLURM_PARTITION = "cpu"
 
 
 @pytest.fixture(scope="session")
