@@ -43,9 +43,9 @@ def make_module(cfg, model, processor, rewards=None):
 def render(kind: str, solution, image_size, frame, thinking: bool, label: str | None = None) -> str:
     """The ground-truth answer text of `kind`'s task (`Task.answer`) for a bare solution; `label` is the
     record's question (grounding/counting name their object with it; None: no ref part)."""
-    from pr1.tasks import TASKS, RewardTerm, RunOptions
+    from pr1.tasks import TASKS, RunOptions
 
-    task = TASKS[kind]([RewardTerm("unused", 1.0, varied_reward)], "unused", RunOptions(thinking, frame))
+    task = TASKS[kind]([], "", RunOptions(thinking, frame))
     return task.answer({"solution": solution, "image_size": image_size, "question": label})
 
 
