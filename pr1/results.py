@@ -261,13 +261,14 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
 
 
 def mark_failed(run_dir: str | os.PathLike[str], meta: Mapping[str, Any], error: str) -> None:
-    """Set metrics.json's status to failed with `error` (creating it from `meta` if the run never wrote one);
-    a run already marked failed keeps its first error."""
+    """Set metrics.json's status to failed with `error` (creating a schema-complete one from `meta` if the run
+    never wrote one); a run already marked failed keeps its first error."""
     path = Path(run_dir) / METRICS_FILE
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        data = {**meta, "steps": 0, "final": {}, "best": {}}
+        blank = {"overrides": [], "steps": 0, "wall_time_s": 0.0, "git_commit": None, "task_metric": None}
+        data = {**blank, "final": {}, "best": {}, "reward_start": None, "reward_end": None, **meta}
     if data.get("status") != "failed":
         data.update(status="failed", error=error)
         write_json_atomic(path, data)

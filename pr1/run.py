@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pr1 import resolvers, schema
-from pr1.callbacks import RunRecorder
+from pr1.callbacks import RunRecorder, git_commit
 from pr1.datamodule import RecordDataModule
 from pr1.model import load_policy
 from pr1.module import PR1Module
@@ -141,7 +141,15 @@ def main(cfg: DictConfig) -> float | None:
 
 def record_failure(cfg: DictConfig, exc: BaseException) -> None:
     """Mark the run failed in metrics.json (the recorder does it for errors inside fit; this covers setup)."""
-    meta = {"sweep": cfg.sweep, "arm": cfg.arm, "seed": int(cfg.seed)}
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    meta = {
+        "sweep": cfg.sweep,
+        "arm": cfg.arm,
+        "seed": int(cfg.seed),
+        "overrides": overrides,
+        "task_metric": f"val/{cfg.task.metric}",
+        "git_commit": git_commit(),
+    }
     mark_failed(cfg.paths.run_dir, meta, f"{type(exc).__name__}: {exc}")
 
 

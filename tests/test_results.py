@@ -170,9 +170,13 @@ def test_read_run_metrics_and_mark_failed(tmp_path):
     assert e.value.status == "corrupt"
     (tmp_path / "metrics.json").unlink()
     results.mark_failed(tmp_path, {"sweep": "s", "arm": "a", "seed": 0}, "ValueError: boom")
+    m = results.read_run_metrics(tmp_path)  # a setup failure still writes a schema-complete record
+    assert (m["status"], m["error"], m["steps"], m["final"]) == ("failed", "ValueError: boom", 0, {})
+    (tmp_path / "metrics.json").write_text('{"arm": "a"}')
     with pytest.raises(results.RunRecordError, match="lacks") as e:
-        results.read_run_metrics(tmp_path)  # a setup failure writes only what it knows
+        results.read_run_metrics(tmp_path)
     assert e.value.status == "invalid"
+    results.mark_failed(tmp_path, {"sweep": "s", "arm": "a", "seed": 0}, "ValueError: boom")
     results.mark_failed(tmp_path, {}, "second error")
     assert json.loads((tmp_path / "metrics.json").read_text())["error"] == "ValueError: boom"
 
