@@ -74,7 +74,7 @@ DIFFERENCES = [
     "reward here (pr1's default `format` reward would fail on TRL's stripped text).",
     "Log-probs: TRL computes them with its fused LM head (chunked log-softmax, no full logits tensor) and "
     "one forward per [prompt, completion] row; pr1 runs each prompt once per group and materialises the "
-    "completion logits. Same values up to float rounding (tests/test_module_fast_path.py checks pr1's).",
+    "completion logits. Same values up to float rounding (tests/test_engine.py checks pr1's).",
     "Loop: pr1 runs on Lightning with its default CSV + TensorBoard loggers and run recorder (history.jsonl) "
     "and writes a last checkpoint after the final step (outside the timed steps); TRL runs on "
     "transformers.Trainer with report_to=none and no checkpoints.",
@@ -276,7 +276,7 @@ def run_trl(spec: dict, setup: dict) -> dict:
 
     from pr1 import rewards
     from pr1.model import asset_path
-    from pr1.tasks.prompts import build_prompt
+    from pr1.tasks.grounding import Grounding
 
     s = setup
     path = asset_path("tiny-grounding-sft")
@@ -288,7 +288,7 @@ def run_trl(spec: dict, setup: dict) -> dict:
     suppress = [i for i in tok.convert_tokens_to_ids(list(vision)) if i is not None]  # what pr1 suppresses
 
     recs = records_in_pr1_order(load_records(Path(spec["data_dir"])), spec["steps"], s["prompts_per_step"])
-    text = [build_prompt("grounding", r["question"], False) for r in recs]
+    text = [Grounding.template.format(question=r["question"]) for r in recs]  # thinking off
     ds = datasets.Dataset.from_dict(
         {
             "prompt": [

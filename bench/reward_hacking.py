@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pr1.answers import render
 from pr1.coords import quantise
 from pr1.rewards import build
+from pr1.tasks import TASKS, RunOptions
 
 SIZE = (1280, 960)
 FRAME = {"kind": "rel1000"}
@@ -63,7 +63,12 @@ def cases() -> list[tuple[str, str, str, bool, dict]]:
     Cases marked "(informative)" document a known weakness instead of a cheat that must fail.
     """
     box, points, objs = SOLUTION["grounding"], SOLUTION["counting"], SOLUTION["detection"]
-    correct = {task: render(task, sol, SIZE, FRAME, False) for task, sol in SOLUTION.items()}
+    correct = {
+        task: TASKS[task]([], "", RunOptions(False, FRAME)).answer(
+            {"solution": sol, "image_size": SIZE, "question": None}
+        )
+        for task, sol in SOLUTION.items()
+    }
     outside = {task: f"<think>I look at the image.</think>\n{text}" for task, text in correct.items()}
     cat = _q(objs[0]["box"])
     anywhere = _points([[500, 500], [500, 500], [20, 980], [980, 20], [250, 250], [750, 750]])

@@ -1,4 +1,8 @@
-"""Run bookkeeping: per-step history, console lines, metrics.json (atomic) and the end-of-run summary."""
+"""Run bookkeeping: per-step history, console lines, metrics.json (atomic) and the end-of-run summary.
+
+metrics.json's final/best/reward fields are `pr1.results.summarize_history` of history.jsonl, so a resumed
+run (whose history is trimmed to its checkpoint) and any reader of the history agree.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,17 @@ import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 
-from pr1.results import append_jsonl, read_jsonl, write_json_atomic
+from pr1.results import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    append_jsonl,
+    read_jsonl,
+    summarize_history,
+    write_json_atomic,
+)
 
 
 def git_commit() -> str | None:
@@ -23,14 +34,6 @@ def git_commit() -> str | None:
         return None
 
 
-def window_mean(values: list[float], frac: float, last: bool) -> float:
-    """Mean of the first or last `frac` of a series (at least one point); NaN if empty."""
-    if not values:
-        return float("nan")
-    k = max(1, int(round(len(values) * frac)))
-    return float(np.mean(values[-k:] if last else values[:k]))
-
-
 class RunRecorder(L.Callback):
     """Writes history.jsonl every step and metrics.json at start/validation/end: a killed run keeps both."""
 
@@ -40,46 +43,40 @@ class RunRecorder(L.Callback):
         sweep: str,
         arm: str,
         seed: int,
-        overrides: list[str],
         task_metric: str,
         print_every: int = 10,
+        overrides: list[str] | None = None,
     ):
+        """`overrides` (the arm's command line) default to Hydra's task overrides when Hydra runs."""
+        if overrides is None:
+            overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         self.run_dir = Path(run_dir)
         self.meta = {
             "sweep": sweep,
             "arm": arm,
-            "seed": seed,
+            "seed": int(seed),
             "overrides": list(overrides),
             "task_metric": f"val/{task_metric}",
             "git_commit": git_commit(),
         }
         self.print_every = max(int(print_every), 1)
         self.t0 = time.time()
-        self.best: dict[str, float] = {}
-        self.final: dict[str, float] = {}
 
     @property
     def history_path(self) -> Path:
-        return self.run_dir / "history.jsonl"
-
-    def rewards(self) -> list[float]:
-        rows = read_jsonl(self.history_path) if self.history_path.exists() else []
-        return [r["train/reward"] for r in rows if "train/reward" in r]
+        return self.run_dir / HISTORY_FILE
 
     def write(self, trainer: L.Trainer, status: str, error: str | None = None) -> dict:
-        rewards = self.rewards()
+        rows = read_jsonl(self.history_path) if self.history_path.exists() else []
         data = {
             **self.meta,
             "status": status,
             "error": error,
             "steps": int(trainer.global_step),
             "wall_time_s": time.time() - self.t0,
-            "final": self.final,
-            "best": self.best,
-            "reward_start": window_mean(rewards, 0.2, last=False),
-            "reward_end": window_mean(rewards, 0.2, last=True),
+            **summarize_history(rows, self.meta["task_metric"]),
         }
-        write_json_atomic(self.run_dir / "metrics.json", data)
+        write_json_atomic(self.run_dir / METRICS_FILE, data)
         return data
 
     @rank_zero_only
@@ -108,10 +105,6 @@ class RunRecorder(L.Callback):
         if not vals:
             return
         append_jsonl(self.history_path, {"step": int(trainer.global_step), **vals})
-        self.final = vals
-        key = self.meta["task_metric"]
-        if key in vals and vals[key] >= self.best.get(key, float("-inf")):
-            self.best = dict(vals)
         if trainer.state.fn == "fit":
             self.write(trainer, "running")
 
@@ -120,9 +113,3 @@ class RunRecorder(L.Callback):
         # SystemExit here is submitit requeueing a preempted job after pr1 checkpointed it.
         status = "preempted" if isinstance(exception, SystemExit) else "failed"
         self.write(trainer, status, error=f"{type(exception).__name__}: {exception}")
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "final": self.final}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.final = state.get("best", {}), state.get("final", {})

@@ -3,8 +3,8 @@
 The policy is whatever `model` loads: `model.path=<hub id or folder>` (a base model, or a policy saved with
 `export_dir=` / `save_pretrained`), or a random `model.build`. Lightning `.ckpt` files are not read: export
 the policy first. The records come from `task.val`; decoding is greedy and goes through the very code the
-in-training validation runs (`PR1Module.validation_step`: same prompts, processor checks, generation config
-and decoding), and the metrics are the task's (`Task.evaluate`, same parser as the rewards).
+in-training validation runs (`PolicyEngine.encode` and `.greedy`: same prompts, processor checks, generation
+config and decoding), and the metrics are the task's (`Task.evaluate`, same parser as the rewards).
 
 Writes into `paths.run_dir` (set it to keep evals apart: `paths.run_dir=results/eval/<name>`):
 - `eval_metrics.json` (atomic): task, model, record count and the metrics;
@@ -17,21 +17,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import runpy
-import sys
 import time
 from pathlib import Path
 
+import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from pr1 import resolvers, schema
 from pr1.data.dataset import RecordDataset, collate_records
+from pr1.engine import PolicyEngine
 from pr1.model import load_policy
-from pr1.module import PR1Module
 from pr1.results import write_json_atomic
-from pr1.tasks.task import Task
+from pr1.tasks import Task
 
 log = logging.getLogger("pr1")
 DEFAULT_BATCH_SIZE = 16  # the in-training validation batch size (RecordDataModule.val_batch_size)
@@ -49,13 +49,14 @@ def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Greedy-decode the val records, score them, write eval_metrics.json + predictions.jsonl; the metrics."""
+    schema.validate(cfg)
     if cfg.task.get("val") is None:
         raise ValueError(f"task {cfg.task.name!r} has no val set (task.val is null): nothing to evaluate")
     t0 = time.time()
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    frame = OmegaConf.to_container(cfg.model.frame, resolve=True)
-    task = Task.from_config(cfg.task, thinking=bool(cfg.thinking), frame=frame)
+    run = resolvers.run_options(cfg)
+    task = Task.from_config(cfg.task, run)
     records = instantiate(cfg.task.val)
     loader = DataLoader(
         RecordDataset(records),
@@ -65,18 +66,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         num_workers=int(cfg.data.num_workers),
     )
     policy, processor = load_policy(cfg.model)
-    # beta 0: evaluation needs no frozen reference copy of the policy (it exists for GRPO's KL term).
-    module = PR1Module(OmegaConf.merge(cfg, {"objective": {"beta": 0.0}}), task, policy, processor)
+    engine = PolicyEngine(policy, processor)
     gpu = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
-    module.to(torch.device("cuda" if gpu else "cpu"))
-    policy.eval()
+    device = torch.device("cuda" if gpu else "cpu")
+    policy.to(device).eval()
 
-    module.on_validation_epoch_start()
+    completions: list[str] = []
     with torch.inference_mode():
-        for i, batch in enumerate(loader):
-            module.validation_step(batch, i)
-            log.info("eval: %d/%d records decoded", len(module.val_outputs), len(records))
-    completions = [text for text, _ in module.val_outputs]
+        for batch in loader:
+            prompts = engine.encode([task.messages(r) for r in batch], [r["pil"] for r in batch], device)
+            completions += engine.greedy(prompts, int(cfg.task.val_max_new_tokens))
+            log.info("eval: %d/%d records decoded", len(completions), len(records))
     metrics, rows = task.evaluate(completions, records)
 
     summary = {
@@ -87,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if cfg.model.build is None
         else f"random build {OmegaConf.to_container(cfg.model.build)}",
         "thinking": task.thinking,
-        "frame": frame,
+        "frame": task.frame,
         "n_records": len(records),
         "wall_time_s": time.time() - t0,
         "metrics": metrics,
@@ -117,14 +117,10 @@ def print_table(summary: dict, run_dir: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-def main() -> None:
-    """`python -m pr1.eval [overrides]` = `python -m pr1.run mode=eval [overrides]`.
-
-    pr1.run runs as `__main__`, exactly as `python -m pr1.run` does: Hydra finds the config folder relative
-    to the script it runs, which an imported `pr1.run.main` would not give it.
-    """
-    sys.argv.append("mode=eval")  # last, so it wins over a mode= given on the command line
-    runpy.run_module("pr1.run", run_name="__main__", alter_sys=True)
+@hydra.main(version_base="1.3", config_path=resolvers.CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    """`python -m pr1.eval [overrides]` = `python -m pr1.run mode=eval [overrides]` (any mode= is ignored)."""
+    return evaluate(cfg)[cfg.task.metric]
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ a prompt), T = completion length, `mask` is 1 on real completion tokens (up to a
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
@@ -125,7 +127,34 @@ def token_weights(
     raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x over the positions where mask is 1 (0 if none)."""
-    mask = mask.float()
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+class LossParts(NamedTuple):
+    """One micro-batch's GRPO loss and the token sums its stats are made of."""
+
+    loss: torch.Tensor  # () sum_t w_t * (surrogate_t + beta * kl_t), differentiable
+    kl_sum: torch.Tensor  # () sum of the k3 KL over real tokens (detached; 0 without a reference)
+    clipped_sum: torch.Tensor  # () number of real tokens where the clip bound
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    weights: torch.Tensor,
+    mask: torch.Tensor,
+    epsilon: float,
+    epsilon_high: float,
+    beta: float = 0.0,
+    ref_logp: torch.Tensor | None = None,
+) -> LossParts:
+    """The GRPO objective of rows (n, T): clipped surrogate plus beta * k3 KL, aggregated by `token_weights`.
+
+    `weights` come from `token_weights` over the whole rollout batch (so micro-batches sum to its loss), the
+    advantages are per row (n,). Without `ref_logp` there is no KL term (beta is then ignored).
+    """
+    per_token, clipped = clipped_surrogate(logp, old_logp, advantages, epsilon, epsilon_high)
+    kl_sum = torch.zeros((), device=logp.device)
+    if ref_logp is not None:
+        kl = kl_k3(logp, ref_logp)
+        per_token = per_token + beta * kl
+        kl_sum = (kl.detach() * mask).sum()
+    return LossParts((per_token * weights).sum(), kl_sum, (clipped * mask).sum())

@@ -1,11 +1,11 @@
 """Evaluation metrics per task kind, computed from greedy completions with the same parser as training.
 
 Each metric function takes (completions, records, frame, thinking) and returns (aggregate metrics, per-sample
-rows) so eval can write both a metrics JSON and a predictions JSONL. Completions are read by `pr1.parsing`
-(the rewards' parser: answer tags per `thinking`, then boxes/points/text), coordinates are converted from the
-model's frame to original-image pixels with `pr1.coords`. Every aggregate is higher-is-better except
-`edit_distance` and `count_mae`; the task config's `metric` (which selects the best checkpoint) is always a
-higher-is-better one.
+rows), so eval can write both a metrics JSON and a predictions JSONL; each task class (pr1/tasks/) calls its
+own. Completions are read by `pr1.parsing` (the rewards' parser: answer tags per `thinking`, then
+boxes/points/text), coordinates are converted from the model's frame to original-image pixels with
+`pr1.coords`. Every aggregate is higher-is-better except `edit_distance` and `count_mae`; the task config's
+`metric` (which selects the best checkpoint) is always a higher-is-better one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import io
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +45,6 @@ COCO_STATS = (
 )
 
 Result = tuple[dict[str, float], list[dict]]  # (aggregate metrics, one row per record)
-Metric = Callable[..., Result]
 
 
 def _items(completion: Any, thinking: bool, prefer: Literal["box", "point"]) -> list[Item]:
@@ -250,11 +249,3 @@ def detection(completions: list[str], records: list[dict], frame: dict, thinking
             }
         )
     return (coco_eval(records, predictions) if records else {}), rows
-
-
-METRICS: dict[str, Metric] = {
-    "grounding": grounding,
-    "counting": counting,
-    "ocr": ocr,
-    "detection": detection,
-}

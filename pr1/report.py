@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import os
@@ -28,10 +27,10 @@ from matplotlib.figure import Figure
 
 from pr1.results import (
     HISTORY_FILE,
-    METRICS_FILE,
-    RunMetrics,
+    RunRecordError,
     dedupe_steps,
     read_jsonl,
+    read_run_metrics,
     summarize_history,
 )
 
@@ -90,24 +89,6 @@ def _float(value: Any) -> float:
     return float(value)
 
 
-def _schema_problem(m: Any) -> str | None:
-    """Why a parsed metrics.json cannot be used, or None; checks just what the report relies on."""
-    if not isinstance(m, dict):
-        return f"metrics.json holds a {type(m).__name__}, not an object"
-    missing = sorted(RunMetrics.__required_keys__ - m.keys())
-    if missing:
-        return f"metrics.json lacks {', '.join(missing)}"
-    if not isinstance(m["arm"], str) or not isinstance(m["status"], str):
-        return "metrics.json: arm and status must be strings"
-    if not isinstance(m["seed"], int) or isinstance(m["seed"], bool):
-        return "metrics.json: seed must be an integer"
-    if not isinstance(m["final"], dict) or not isinstance(m["best"], dict):
-        return "metrics.json: final and best must be objects"
-    if m["error"] is not None and not isinstance(m["error"], str):
-        return "metrics.json: error must be a string or null"
-    return None
-
-
 def _seed_from_dirname(name: str) -> int | None:
     digits = name.removeprefix("seed")
     return int(digits) if digits.isdigit() else None
@@ -118,15 +99,9 @@ def _load_run_dir(sweep_dir: Path, rel: Path) -> Run:
     run_dir = sweep_dir / rel
     run = Run(arm=rel.parent.name, seed=_seed_from_dirname(rel.name), source=str(rel), status="")
     try:
-        m = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        run.status, run.error = "missing", "no metrics.json: the run never started or died before writing it"
-        return run
-    except (OSError, ValueError) as e:
-        run.status, run.error = "corrupt", f"unreadable metrics.json: {e}"
-        return run
-    if problem := _schema_problem(m):
-        run.status, run.error = "invalid", problem
+        m = read_run_metrics(run_dir)
+    except RunRecordError as e:
+        run.status, run.error = e.status, str(e)
         return run
     run.arm, run.seed, run.status, run.error, run.metrics = m["arm"], m["seed"], m["status"], m["error"], m
     try:
@@ -161,7 +136,7 @@ def load_wandb(group: str, project: str, entity: str | None = None) -> list[Run]
     """The runs of a W&B group, in the same form as load_sweep's, through the public API (needs network).
 
     The runs' configs must hold `arm` and `seed` (pr1's W&B logger puts them there); final/best/reward come
-    from the full history, summarised as pr1.results does for metrics.json.
+    from the full history by `pr1.results.summarize_history`, the summary metrics.json holds.
     """
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in {"offline", "disabled", "dryrun"}:
@@ -195,8 +170,9 @@ def _wandb_run(w: Any) -> Run:
     history = dedupe_steps(rows)
     status = {"finished": "completed", "crashed": "failed", "killed": "failed"}.get(w.state, w.state)
     seed = w.config.get("seed")
+    task_metric = f"val/{(w.config.get('task') or {}).get('metric', DEFAULT_METRIC.split('/', 1)[1])}"
     metrics = {
-        **summarize_history(history),
+        **summarize_history(history, task_metric),
         "steps": history[-1]["step"] if history else 0,
         "wall_time_s": w.summary.get("_runtime"),
     }

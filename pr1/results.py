@@ -1,4 +1,5 @@
-"""The results/ tree a run writes, and the crash-safe writers it uses.
+"""The one home of run records: the results/ tree, the metrics.json schema, its writer and reader, and the
+single summary of a history (`summarize_history`) that metrics.json, the report and W&B runs all use.
 
 Layout: `results/<sweep>/<arm>/seed<k>/` holds `metrics.json` (`RunMetrics`), `history.jsonl` (one row per
 logged step, `{"step": int, "<split>/<name>": float, ...}`, any metric may be missing from a row) and
@@ -26,20 +27,6 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
-CONFIG_FILE = "config.yaml"
-
-# Override keys (fnmatch patterns, matched after stripping Hydra's `+`/`++`/`~` prefixes) that do not define
-# an ablation arm: the seed is the repeat axis, the sweep name is the group, and the rest only say where or
-# how a run executes (launcher, devices and step budget, output paths, logging), not what is compared.
-DEFAULT_ARM_EXCLUDE: tuple[str, ...] = (
-    "seed",
-    "sweep",
-    "hydra.*",
-    "hydra/*",
-    "trainer.*",
-    "paths.*",
-    "logger*",
-)
 
 # Characters kept verbatim in directory names: portable on POSIX and Windows file systems, and still
 # readable for Hydra overrides (`matcher=naive,thinking=true`). Everything else becomes `_`.
@@ -53,7 +40,7 @@ class RunMetrics(TypedDict):
     sweep: str
     arm: str
     seed: int
-    status: Literal["running", "completed", "failed"]
+    status: Literal["running", "completed", "failed", "preempted"]
     error: str | None
     overrides: list[str]
     steps: int
@@ -184,32 +171,107 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+REWARD_KEY = "train/reward"
+REWARD_WINDOW = 0.2  # reward_start/end: the mean over the first/last 20% of the logged steps
+
+
+def window_mean(values: Sequence[float], frac: float, last: bool) -> float | None:
+    """Mean of the first or last `frac` of a series (at least one point); None if empty."""
+    if not values:
+        return None
+    k = max(1, int(round(len(values) * frac)))
+    chosen = values[-k:] if last else values[:k]
+    return sum(chosen) / len(chosen)
+
+
 def summarize_history(
     rows: Iterable[Mapping[str, Any]],
-    best_of: Sequence[str] = ("val/*",),
-    reward_key: str = "train/reward",
-    reward_window: int = 10,
+    task_metric: str,
+    reward_key: str = REWARD_KEY,
+    reward_window: float = REWARD_WINDOW,
 ) -> dict[str, Any]:
     """The `final`, `best`, `reward_start` and `reward_end` fields of metrics.json, from history rows.
 
-    final: each metric's value at the last step that logged it. best: the maximum, for metrics matching
-    `best_of` (pr1's validation metrics are scores, higher is better). reward_start/end: the mean of the
-    first/last `reward_window` logged rewards (at most half of them each), since one GRPO batch's reward is
-    too noisy to compare on its own. Missing values are None.
+    final: the val/* metrics of the last validation. best: the val/* metrics of the validation with the
+    highest `task_metric` (the one that picked best.ckpt; the later one on a tie), so final and best are
+    each one consistent row. reward_start/end: the mean `reward_key` over the first/last `reward_window`
+    share of the logged steps, since one GRPO batch's reward is too noisy to compare on its own. A metric
+    logged as NaN (null) stays null; missing values are None or absent.
     """
-    series: dict[str, list[float]] = {}
+    validations: list[dict[str, Any]] = []
+    rewards: list[float] = []
     for row in dedupe_steps(rows):
-        for key, value in row.items():
-            if key != "step" and (v := _finite(value)) is not None:
-                series.setdefault(key, []).append(v)
-    rewards = series.get(reward_key, [])
-    window = max(1, min(reward_window, len(rewards) // 2))
+        vals = {k: _finite(v) for k, v in row.items() if k.startswith("val/")}
+        if vals:
+            validations.append(vals)
+        if (r := _finite(row.get(reward_key))) is not None:
+            rewards.append(r)
+    best: dict[str, Any] = {}
+    for vals in validations:
+        value = vals.get(task_metric)
+        if value is not None and value >= best.get(task_metric, float("-inf")):
+            best = vals
     return {
-        "final": {k: v[-1] for k, v in series.items()},
-        "best": {k: max(v) for k, v in series.items() if any(fnmatch.fnmatchcase(k, p) for p in best_of)},
-        "reward_start": sum(rewards[:window]) / window if rewards else None,
-        "reward_end": sum(rewards[-window:]) / window if rewards else None,
+        "final": validations[-1] if validations else {},
+        "best": best,
+        "reward_start": window_mean(rewards, reward_window, last=False),
+        "reward_end": window_mean(rewards, reward_window, last=True),
     }
+
+
+class RunRecordError(Exception):
+    """A run dir whose metrics.json cannot be used; `status` says how (missing, corrupt, invalid)."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _schema_problem(m: Any) -> str | None:
+    """Why a parsed metrics.json cannot be used, or None; checks just what the readers rely on."""
+    if not isinstance(m, dict):
+        return f"metrics.json holds a {type(m).__name__}, not an object"
+    missing = sorted(RunMetrics.__required_keys__ - m.keys())
+    if missing:
+        return f"metrics.json lacks {', '.join(missing)}"
+    if not isinstance(m["arm"], str) or not isinstance(m["status"], str):
+        return "metrics.json: arm and status must be strings"
+    if not isinstance(m["seed"], int) or isinstance(m["seed"], bool):
+        return "metrics.json: seed must be an integer"
+    if not isinstance(m["final"], dict) or not isinstance(m["best"], dict):
+        return "metrics.json: final and best must be objects"
+    if m["error"] is not None and not isinstance(m["error"], str):
+        return "metrics.json: error must be a string or null"
+    return None
+
+
+def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
+    """A run dir's metrics.json, checked against the schema; any way it is broken is a RunRecordError."""
+    try:
+        m = json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise RunRecordError(
+            "missing", "no metrics.json: the run never started or died before writing it"
+        ) from e
+    except (OSError, ValueError) as e:
+        raise RunRecordError("corrupt", f"unreadable metrics.json: {e}") from e
+    if problem := _schema_problem(m):
+        raise RunRecordError("invalid", problem)
+    return m
+
+
+def mark_failed(run_dir: str | os.PathLike[str], meta: Mapping[str, Any], error: str) -> None:
+    """Set metrics.json's status to failed with `error` (creating a schema-complete one from `meta` if the run
+    never wrote one); a run already marked failed keeps its first error."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        blank = {"overrides": [], "steps": 0, "wall_time_s": 0.0, "git_commit": None, "task_metric": None}
+        data = {**blank, "final": {}, "best": {}, "reward_start": None, "reward_end": None, **meta}
+    if data.get("status") != "failed":
+        data.update(status="failed", error=error)
+        write_json_atomic(path, data)
 
 
 def _override_key(override: str) -> str:
@@ -217,10 +279,11 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def arm_name(overrides: Iterable[str], exclude: Sequence[str] = DEFAULT_ARM_EXCLUDE) -> str:
+def arm_name(overrides: Iterable[str], exclude: Sequence[str]) -> str:
     """The arm id of a run: its ablation overrides, sorted by key, joined by commas.
 
-    Overrides whose key matches a pattern in `exclude` (see DEFAULT_ARM_EXCLUDE) are left out, so all seeds
+    Overrides whose key matches a pattern in `exclude` (conf/config.yaml's `arm_exclude`: fnmatch patterns,
+    matched after stripping Hydra's `+`/`++`/`~` prefixes) are left out, so all seeds
     of an arm, and the same arm run on another cluster or step budget, share one id. A run with no
     ablation override is the "default" arm. Override strings are kept verbatim otherwise.
     """
@@ -239,11 +302,3 @@ def safe_name(name: str) -> str:
     if safe != name or safe.strip(".") == "":
         safe = f"{safe or '_'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
     return safe
-
-
-def run_dir_for(results_root: str | os.PathLike[str], sweep: str, arm: str, seed: int) -> Path:
-    """`results_root/<sweep>/<arm>/seed<seed>`, with sweep and arm made file-system safe by `safe_name`.
-
-    metrics.json keeps the unmodified arm, which is what the report groups by.
-    """
-    return Path(results_root) / safe_name(sweep) / safe_name(arm) / f"seed{int(seed)}"

@@ -5,57 +5,30 @@ One entry point for every arm of every sweep; `-m` runs a Hydra multirun through
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from pr1.callbacks import RunRecorder
+from pr1 import resolvers, schema
+from pr1.callbacks import RunRecorder, git_commit
 from pr1.datamodule import RecordDataModule
-from pr1.model import asset_path, load_policy
+from pr1.model import load_policy
 from pr1.module import PR1Module
 from pr1.preemption import PreemptionCheckpoint
-from pr1.results import arm_name, read_jsonl, safe_name, write_json_atomic
-from pr1.tasks.task import Task
+from pr1.results import mark_failed
+from pr1.resume import checkpoint_step, resume_checkpoint, trim_history
+from pr1.tasks import Task
 
 log = logging.getLogger("pr1")
 # pr1 checkpoints after the optimizer step on purpose (a resumed run continues from the updated policy).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-OmegaConf.register_new_resolver("pr1.asset", asset_path, replace=True)
-
-
-def arm_id(exclude: list[str]) -> str:
-    """The arm of this run from its Hydra overrides (`matcher=naive,thinking=true`), file-system safe.
-
-    Hydra renders swept booleans as True/False; they are written as typed on the command line (true/false).
-    """
-    overrides = [
-        re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), o)
-        for o in HydraConfig.get().overrides.task
-    ]
-    return safe_name(arm_name(overrides, list(exclude)))
-
-
-OmegaConf.register_new_resolver("pr1.arm", arm_id, replace=True)
-
-
-def validate(cfg: DictConfig) -> None:
-    """Reject values Hydra cannot check by itself, before anything is built."""
-    if not isinstance(cfg.thinking, bool):
-        raise ValueError(f"thinking must be true or false, got {cfg.thinking!r}")
-    if cfg.mode not in ("train", "eval"):
-        raise ValueError(f"mode must be 'train' or 'eval', got {cfg.mode!r}")
 
 
 def build_data(cfg: DictConfig) -> RecordDataModule:
@@ -69,59 +42,28 @@ def build_data(cfg: DictConfig) -> RecordDataModule:
     )
 
 
-def trim_history(run_dir: Path, step: int) -> None:
-    """Drop history rows written after the checkpoint we resume from (they will be redone)."""
-    path = run_dir / "history.jsonl"
-    if not path.exists():
-        return
-    rows = read_jsonl(path)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= step))
-    os.replace(tmp, path)
+def build_callbacks(cfg: DictConfig, has_val: bool) -> list[L.Callback]:
+    """The `callbacks` group's callbacks (conf/callbacks/, plus those the logger adds); the best-checkpoint
+    one only with a val set, and the preemption checkpoint last, so that the step is fully recorded first."""
+    callbacks = [
+        instantiate(spec) for name, spec in cfg.callbacks.items() if has_val or name != "best_checkpoint"
+    ]
+    return sorted(callbacks, key=lambda c: isinstance(c, PreemptionCheckpoint))
 
 
 def train(cfg: DictConfig) -> dict:
+    schema.validate(cfg)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(int(cfg.seed), workers=True)
 
-    task = Task.from_config(
-        cfg.task,
-        thinking=bool(cfg.thinking),
-        frame=OmegaConf.to_container(cfg.model.frame, resolve=True),
-    )
+    task = Task.from_config(cfg.task, resolvers.run_options(cfg))
     data = build_data(cfg)
     policy, processor = load_policy(cfg.model)
     module = PR1Module(cfg, task, policy, processor)
-
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    recorder = RunRecorder(
-        run_dir, cfg.sweep, cfg.arm, int(cfg.seed), overrides, task.metric, cfg.print_every
-    )
-    ckpt_dir = run_dir / "checkpoints"
-    callbacks = [
-        recorder,
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            save_last=True,
-            save_top_k=0,
-            every_n_train_steps=int(cfg.trainer.val_check_interval),
-        ),
-    ]
-    if data.val_set is not None:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="best",
-                monitor=f"val/{task.metric}",
-                mode="max",
-                save_top_k=1,
-                save_on_train_epoch_end=False,
-            )
-        )
-    callbacks += [instantiate(v) for v in cfg.callbacks.values()]
-    callbacks.append(PreemptionCheckpoint(ckpt_dir / "last.ckpt"))  # last: the step is fully recorded first
+    callbacks = build_callbacks(cfg, has_val=data.val_set is not None)
+    recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
     loggers = [instantiate(v) for v in cfg.logger.values()] if cfg.get("logger") else False
     trainer = L.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -136,10 +78,10 @@ def train(cfg: DictConfig) -> dict:
     for lg in trainer.loggers:  # the composed config travels with every logger (W&B config, hparams.yaml)
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if cfg.resume and last.exists() else None
-    if ckpt_path:
-        step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    last = resume_checkpoint(run_dir, bool(cfg.resume))
+    ckpt_path = str(last) if last else None
+    if last:
+        step = checkpoint_step(last)
         log.info("resuming from %s (step %d)", last, step)
         trim_history(run_dir, step)
     elif data.val_set is not None:
@@ -159,26 +101,29 @@ def train(cfg: DictConfig) -> dict:
     return result
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def print_summary(result: dict, run_dir: Path) -> None:
     metric = result["task_metric"]
     lines = [
         "",
         "=" * 72,
         f"pr1 run finished: {result['steps']} steps in {result['wall_time_s']:.0f}s",
-        f"  reward  first 20% of steps: {result['reward_start']:.4f}   last 20%: {result['reward_end']:.4f}",
+        f"  reward  first 20% of steps: {_fmt(result['reward_start'])}"
+        f"   last 20%: {_fmt(result['reward_end'])}",
     ]
     if metric in result["final"]:
         lines.append(
-            f"  {metric}  final: {result['final'][metric]:.4f}"
-            f"   best: {result['best'].get(metric, float('nan')):.4f}"
+            f"  {metric}  final: {_fmt(result['final'][metric])}   best: {_fmt(result['best'].get(metric))}"
         )
     lines += [f"  run dir: {run_dir}", "=" * 72]
     print("\n".join(lines), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=resolvers.CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    validate(cfg)
     if cfg.mode == "eval":
         from pr1.eval import evaluate
 
@@ -196,21 +141,16 @@ def main(cfg: DictConfig) -> float | None:
 
 def record_failure(cfg: DictConfig, exc: BaseException) -> None:
     """Mark the run failed in metrics.json (the recorder does it for errors inside fit; this covers setup)."""
-    path = Path(cfg.paths.run_dir) / "metrics.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        data = {
-            "sweep": cfg.sweep,
-            "arm": cfg.arm,
-            "seed": int(cfg.seed),
-            "steps": 0,
-            "final": {},
-            "best": {},
-        }
-    if data.get("status") != "failed":
-        data.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        write_json_atomic(path, data)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    meta = {
+        "sweep": cfg.sweep,
+        "arm": cfg.arm,
+        "seed": int(cfg.seed),
+        "overrides": overrides,
+        "task_metric": f"val/{cfg.task.metric}",
+        "git_commit": git_commit(),
+    }
+    mark_failed(cfg.paths.run_dir, meta, f"{type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from pr1.results import write_json_atomic
+from pr1.results import METRICS_FILE, RunRecordError, read_run_metrics, write_json_atomic
 
 log = logging.getLogger("pr1")
 
@@ -17,10 +16,10 @@ log = logging.getLogger("pr1")
 def summarize(sweep_dir: str | Path) -> dict:
     """Status of every run dir (`<arm>/seed<k>/metrics.json`) under a sweep dir."""
     runs = []
-    for path in sorted(Path(sweep_dir).glob("*/seed*/metrics.json")):
+    for path in sorted(Path(sweep_dir).glob(f"*/seed*/{METRICS_FILE}")):
         try:
-            m = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            m = read_run_metrics(path.parent)
+        except RunRecordError as e:
             runs.append({"run": str(path.parent), "status": "unreadable", "error": str(e)})
             continue
         metric = m.get("task_metric")
@@ -33,7 +32,7 @@ def summarize(sweep_dir: str | Path) -> dict:
                 "error": m.get("error"),
                 "steps": m.get("steps"),
                 "metric": metric,
-                "final": (m.get("final") or {}).get(metric),
+                "final": m["final"].get(metric),
             }
         )
     failed = [r for r in runs if r["status"] != "completed"]

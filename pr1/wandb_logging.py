@@ -11,11 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import netrc
-import numbers
 import os
-import secrets
 import socket
-import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,13 +23,12 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from PIL import Image, ImageDraw
 
-from pr1.coords import clip, from_frame
-from pr1.parsing import completion_text, parse_items, split_answer
+from pr1.coords import clip
+from pr1.resume import wandb_run_id
 
 log = logging.getLogger("pr1")
 
 DEFAULT_HOST = "https://api.wandb.ai"
-RUN_ID_FILE = "pr1_run_id"  # under <save_dir>/wandb/: the W&B run id a resumed pr1 run keeps logging to
 GREEN = (0, 200, 0)
 RED = (255, 0, 0)
 
@@ -76,20 +72,12 @@ def offline_reason(probe_timeout: float = 3.0) -> str | None:
 
 
 def _run_id(save_dir: Path, resume: bool, checkpoint: str | None) -> str | None:
-    """The W&B run id: the previous one when pr1 resumes from `checkpoint`, else a new one (saved for later).
+    """The W&B run id (`pr1.resume.wandb_run_id`) on rank zero, the only rank with a W&B run.
 
     A requeued (preempted) job then continues its W&B run instead of adding a second run for the same seed,
-    which would count twice when W&B averages a group. Only rank zero has a W&B run (and writes the file).
+    which would count twice when W&B averages a group.
     """
-    if rank_zero_only.rank != 0:
-        return None
-    path = save_dir / "wandb" / RUN_ID_FILE
-    if resume and checkpoint and Path(checkpoint).exists() and path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    path.write_text(run_id)
-    return run_id
+    return wandb_run_id(save_dir, resume, checkpoint) if rank_zero_only.rank == 0 else None
 
 
 def axis_tag(axis: str, value: Any) -> str:
@@ -180,28 +168,6 @@ def _pixel_items(coords: Sequence[Sequence[float]], size: Sequence[float]) -> li
     return out
 
 
-def truth_items(solution: Any) -> list[list[float]]:
-    """Ground-truth boxes/points in pixels: grounding one box, counting points, detection labelled boxes."""
-    if isinstance(solution, str) or not isinstance(solution, Sequence) or not solution:
-        return []  # OCR text, or no objects
-    if all(isinstance(v, numbers.Real) for v in solution):
-        return [list(solution)]
-    if all(isinstance(v, Mapping) for v in solution):
-        return [list(v["box"]) for v in solution if "box" in v]
-    return [list(v) for v in solution if isinstance(v, Sequence)]
-
-
-def predicted_items(
-    completion: str, kind: str, image_size: Sequence[float], frame: Mapping[str, Any], thinking: bool
-) -> list[list[float]]:
-    """The boxes/points of a completion's answer in pixels, read exactly as the rewards read it."""
-    if kind == "ocr":
-        return []
-    text = split_answer(completion_text(completion), thinking).text
-    items = parse_items(text, "point" if kind == "counting" else "box").items
-    return [from_frame(it.coords, image_size, frame).tolist() for it in items]
-
-
 def draw_items(
     image: Image.Image, truth: Sequence[Sequence[float]], pred: Sequence[Sequence[float]]
 ) -> Image.Image:
@@ -262,7 +228,7 @@ class RolloutTable(L.Callback):
         if step // self.every_n_steps == prev // self.every_n_steps or not trainer.is_global_zero:
             return
         logger = self._logger(trainer)
-        samples = getattr(pl_module, "last_samples", [])[: self.max_rows]
+        samples = (outputs or {}).get("samples", [])[: self.max_rows]
         if logger is None or not samples:
             return
         columns, rows = self.table(pl_module, samples)
@@ -273,26 +239,26 @@ class RolloutTable(L.Callback):
         )
 
     @staticmethod
-    def table(pl_module: Any, samples: list[dict]) -> tuple[list[str], list[list[Any]]]:
+    def table(pl_module: Any, samples: list) -> tuple[list[str], list[list[Any]]]:
         """Columns and rows of the table; reward terms in the task's order."""
         import wandb
 
         task = pl_module.task
-        terms = list(samples[0]["terms"])
+        terms = list(samples[0].terms)
         rows = []
         for s in samples:
-            rec = s["record"]
-            truth = truth_items(rec["solution"])
-            pred = predicted_items(s["completion"], task.kind, rec["image_size"], task.frame, task.thinking)
+            rec = s.record
+            truth = task.truth_items(rec)
+            pred = task.predicted_items(s.completion, rec)
             rows.append(
                 [
                     wandb.Image(draw_items(rec["pil"], truth, pred)),
                     str(rec.get("id", "")),
                     _prompt_text(task.messages(rec)),
-                    s["completion"],
-                    *(float(s["terms"][t]) for t in terms),
-                    float(s["reward"]),
-                    float(s["advantage"]),
+                    s.completion,
+                    *(float(s.terms[t]) for t in terms),
+                    float(s.reward),
+                    float(s.advantage),
                 ]
             )
         return ["image", "id", "prompt", "completion", *terms, "reward", "advantage"], rows

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -13,17 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-# Overrides for a tiny random Qwen2-VL (real class) that runs a training step in well under a second.
-TINY_MODEL = (
-    "model=tiny_scratch",
-    "model.build.hidden_size=64",
-    "model.build.num_layers=2",
-    "model.build.num_heads=2",
-    "model.build.vision_depth=1",
-    "model.build.vision_embed_dim=32",
-)
-CONF = ROOT / "conf"
+from tests.helpers import CONF, FAMILY_TINY, SLURM_PARTITION
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +58,6 @@ def compose():
     return _compose
 
 
-SLURM_PARTITION = "cpu"
-
-
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
     """Require a responding cluster with partition `cpu`: fail under PR1_REQUIRE_SLURM=1, else skip."""
@@ -94,12 +80,8 @@ def slurm_cluster() -> None:
     pytest.skip(message)
 
 
-# Tiny sizes of the per-family checkpoints (tests/test_families.py): real classes, ~0.25M params each.
-FAMILY_TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "vision_depth": 1, "vision_embed_dim": 32}
-
-
 @pytest.fixture(scope="session")
-def family_checkpoints(tmp_path_factory) -> dict[str, Path]:
+def family_checkpoints(tmp_path_factory) -> dict:
     """A tiny random checkpoint of every Qwen-VL family, written with save_pretrained (load: model.path=)."""
     from pr1.tiny import FAMILIES, build_tiny
 

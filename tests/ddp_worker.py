@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT))
 import pr1.run  # noqa: E402,F401  (registers the pr1.* resolvers)
 from pr1.data.synthetic import load_or_make  # noqa: E402
 from pr1.datamodule import RecordDataModule  # noqa: E402
+from pr1.engine import PolicyEngine  # noqa: E402
 from pr1.module import PR1Module  # noqa: E402
-from pr1.tasks.task import RewardTerm, Task  # noqa: E402
+from pr1.tasks import RewardTerm, RunOptions  # noqa: E402
+from pr1.tasks.grounding import Grounding  # noqa: E402
 from pr1.tiny import build_model, build_processor  # noqa: E402
 
 
@@ -35,14 +37,12 @@ def char_reward(completions, **columns):
     return [float(sum(map(ord, c)) % 7) for c in completions]
 
 
-class FixedRollout(PR1Module):
-    """GRPO with completions fixed per (prompt id, sample index) instead of sampled."""
+class FixedEngine(PolicyEngine):
+    """Completions fixed per (prompt id, sample index) instead of sampled."""
 
-    def training_step(self, batch, batch_idx):
-        self.batch_ids = [r["id"] for r in batch]
-        return super().training_step(batch, batch_idx)
+    batch_ids: list[str] = []
 
-    def rollout(self, enc, g):
+    def sample(self, prompts, g, sampling):
         vocab = [
             i for i in range(len(self.tokenizer)) if i not in self.eos_ids and i not in self.suppress_ids
         ]
@@ -55,8 +55,20 @@ class FixedRollout(PR1Module):
                 n = int(torch.randint(2, 9, (1,), generator=gen))
                 toks = vocab[torch.randint(len(vocab), (n,), generator=gen)].tolist() + [self.end_id]
                 rows.append(toks + [self.tokenizer.pad_token_id] * (10 - len(toks)))
-        completions = torch.tensor(rows, device=self.device)
-        return torch.cat([enc["input_ids"].repeat_interleave(g, 0), completions], 1)
+        completions = torch.tensor(rows, device=prompts.input_ids.device)
+        return torch.cat([prompts.input_ids.repeat_interleave(g, 0), completions], 1)
+
+
+class FixedRollout(PR1Module):
+    """GRPO on FixedEngine's completions."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.engine = FixedEngine(self.policy, self.processor)
+
+    def training_step(self, batch, batch_idx):
+        self.engine.batch_ids = [r["id"] for r in batch]
+        return super().training_step(batch, batch_idx)
 
 
 def main() -> None:
@@ -92,12 +104,10 @@ def main() -> None:
     model = build_model(
         processor, hidden_size=32, num_layers=1, num_heads=2, vision_depth=1, vision_embed_dim=16
     )
-    task = Task(
-        kind="grounding",
-        thinking=False,
-        frame={"kind": "rel1000"},
-        metric="acc50",
-        rewards=[RewardTerm("chars", 1.0, char_reward)],
+    task = Grounding(
+        [RewardTerm("chars", 1.0, char_reward)],
+        "acc50",
+        RunOptions(thinking=False, frame={"kind": "rel1000"}),
     )
     module = FixedRollout(cfg, task, model, processor)
     records = load_or_make("grounding", n=8, seed=0, root=a.data)

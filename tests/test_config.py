@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from pr1 import rewards
-from tests.conftest import CONF
+from pr1 import resolvers, rewards, schema
+from pr1.tasks import Task
+from pr1.tasks.prompts import THINKING_SUFFIX
+from tests.helpers import CONF, ROOT
 
 GROUPS = ["task", "model", "matcher", "objective", "trainer", "logger"]
 
@@ -37,11 +40,12 @@ def test_real_model_configs(compose, model):
 
 
 def test_thinking_and_matcher_reach_the_rewards(compose):
-    cfg = compose("thinking=true", "matcher=naive")
-    assert cfg.task.rewards.format.thinking is True
-    assert cfg.task.rewards.iou.thinking is True
-    assert cfg.matcher.name == "naive"
-    assert compose("thinking=false").task.rewards.format.thinking is False
+    cfg = compose("task=detection", "thinking=true", "matcher=naive")
+    task = Task.from_config(cfg.task, resolvers.run_options(cfg))
+    options = {t.name: t.fn.keywords for t in task.rewards}
+    assert options["format"]["thinking"] is True and options["detection"]["thinking"] is True
+    assert options["detection"]["matcher"] == "naive" and "matcher" not in options["format"]
+    assert task.prompt({"question": "cat"}).endswith(THINKING_SUFFIX)
 
 
 def test_reward_options_build(compose):
@@ -49,6 +53,38 @@ def test_reward_options_build(compose):
     for name, spec in cfg.task.rewards.items():
         opts = {k: v for k, v in OmegaConf.to_container(spec, resolve=True).items() if k != "weight"}
         assert callable(rewards.build(name, **opts))
+
+
+def test_optimizer_comes_from_the_config(compose):
+    import torch
+
+    cfg = compose("objective.lr=0.125", "objective.weight_decay=0.5")
+    opt = instantiate(cfg.objective.optimizer)([torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["lr"] == 0.125 and opt.defaults["weight_decay"] == 0.5
+    sgd = compose("objective.optimizer._target_=torch.optim.SGD", "~objective.optimizer.weight_decay")
+    assert isinstance(
+        instantiate(sgd.objective.optimizer)([torch.nn.Parameter(torch.zeros(2))]), torch.optim.SGD
+    )
+
+
+def test_callbacks_group_builds_the_run_callbacks(compose, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from pr1.callbacks import RunRecorder
+    from pr1.preemption import PreemptionCheckpoint
+    from pr1.run import build_callbacks
+
+    cfg = compose(f"paths.run_dir={tmp_path}", "logger=wandb")
+    callbacks = build_callbacks(cfg, has_val=True)
+    assert isinstance(callbacks[-1], PreemptionCheckpoint)  # after the logger's callbacks too
+    assert sum(isinstance(c, RunRecorder) for c in callbacks) == 1
+    best = [c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == "val/acc50"]
+    assert len(best) == 1
+    without_val = build_callbacks(cfg, has_val=False)
+    assert len(without_val) == len(callbacks) - 1 and not any(
+        isinstance(c, ModelCheckpoint) and c.monitor for c in without_val
+    )
 
 
 def test_arm_name_from_overrides(compose):
@@ -75,18 +111,56 @@ def test_unknown_key_fails(compose):
         compose("objective.num_generatoins=4")
 
 
-@pytest.mark.parametrize("bad, match", [("thinking=maybe", "thinking"), ("mode=serve", "mode")])
-def test_bad_values_fail_before_training(compose, bad, match):
-    from pr1.run import validate
-
-    with pytest.raises(ValueError, match=match):
-        validate(compose(bad))
-    validate(compose("thinking=true"))
-
-
 @pytest.mark.parametrize(
-    "ablation", sorted(p.stem for p in (CONF.parent / "sweeps" / "ablation").glob("*.yaml"))
+    "bad, match",
+    [
+        ("thinking=maybe", r"^thinking must be true or false, got 'maybe'"),
+        ("mode=serve", r"^mode must be one of \['train', 'eval'\], got 'serve'"),
+        ("resume=1", r"^resume must be true or false"),
+        ("objective.num_generations=1", r"^objective.num_generations must be an integer >= 2, got 1"),
+        ("objective.prompts_per_step=0", r"^objective.prompts_per_step must be an integer >= 1"),
+        ("objective.top_p=0", r"^objective.top_p must be a number in \(0, 1\], got 0"),
+        ("objective.top_p=1.5", r"^objective.top_p must be a number in \(0, 1\]"),
+        ("objective.beta=-0.1", r"^objective.beta must be a number >= 0"),
+        ("objective.epsilon=0", r"^objective.epsilon must be a number > 0"),
+        ("objective.num_iterations=0", r"^objective.num_iterations must be an integer >= 1"),
+        ("objective.micro_batch_size=-1", r"^objective.micro_batch_size must be an integer >= 0"),
+        ("objective.grad_accum=1.5", r"^objective.grad_accum must be an integer >= 1, got 1.5"),
+        ("objective.adv_eps=0", r"^objective.adv_eps must be a number > 0"),
+        ("objective.loss_type=ppo", r"^objective.loss_type must be one of \['grpo'"),
+        ("objective.scale_rewards=rank", r"^objective.scale_rewards must be one of \['group'"),
+        ("trainer.val_check_interval=0", r"^trainer.val_check_interval must be an integer >= 1"),
+        ("print_every=0", r"^print_every must be an integer >= 1"),
+        ("model.dtype=float8", r"^model.dtype must be one of \['float32'"),
+        ("objective.grad_accum=2", r"^objective.grad_accum > 1 needs objective.num_iterations == 1"),
+    ],
 )
+def test_bad_values_fail_before_training(compose, bad, match):
+    overrides = [bad, "objective.num_iterations=2"] if "grad_accum=2" in bad else [bad]
+    with pytest.raises(ValueError, match=match):
+        schema.validate(compose(*overrides))
+
+
+@pytest.mark.parametrize("objective", ["rl", "sft"])
+def test_every_shipped_config_validates(compose, objective):
+    schema.validate(compose(f"objective={objective}", "thinking=true"))
+
+
+def test_schema_dtypes_are_the_model_loaders():
+    from pr1.model import DTYPES
+
+    assert set(schema.DTYPES) == set(DTYPES)
+
+
+def test_invalid_config_fails_before_any_model_is_built(compose, tmp_path):
+    from pr1.run import train
+
+    cfg = compose("objective.num_generations=1", f"paths.run_dir={tmp_path}", "model.path=/nonexistent")
+    with pytest.raises(ValueError, match="objective.num_generations"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("ablation", sorted(p.stem for p in (ROOT / "sweeps" / "ablation").glob("*.yaml")))
 def test_every_sweep_file_composes_with_a_grid(compose, ablation):
     cfg = compose(f"ablation={ablation}")
     assert cfg.sweep == ablation
@@ -95,3 +169,14 @@ def test_every_sweep_file_composes_with_a_grid(compose, ablation):
     for key, values in params.items():  # every swept value is itself a valid override
         for value in str(values).split(","):
             compose(f"ablation={ablation}", f"{key}={value}")
+
+
+def test_sweeps_are_found_from_any_working_directory(tmp_path, monkeypatch):
+    """The ablation group lives in sweeps/, found through an absolute searchpath whatever the cwd."""
+    from hydra import compose, initialize_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=resolvers.CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["ablation=matcher"], return_hydra_config=True)
+    assert cfg.sweep == "matcher"
+    assert cfg.hydra.searchpath == [f"file://{resolvers.SWEEPS_DIR}"]

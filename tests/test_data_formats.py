@@ -32,7 +32,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr1.answers import render
 from pr1.data import pr1_json
 from pr1.data.__main__ import main
 from pr1.data.formats import load
@@ -41,6 +40,7 @@ from pr1.data.images import ImageTooLarge
 from pr1.data.pixmo import url_file_name
 from pr1.data.records import RecordError
 from pr1.rewards import build
+from tests.helpers import render
 
 REL = {"kind": "rel1000"}
 # REF_XYXY on 427x640 in rel1000, by hand: 103.93/427*1000 = 243.4 -> 243, 299.99/640*1000 = 468.7 -> 469,

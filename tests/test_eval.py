@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pr1 import eval as pr1_eval
-from tests.conftest import TINY_MODEL
+from tests.helpers import TINY_MODEL
 
 TINY = (
     *TINY_MODEL,
@@ -54,7 +54,6 @@ def test_eval_without_val_set_fails_clearly(compose, tmp_path):
         pr1_eval.evaluate(cfg)
 
 
-@pytest.mark.filterwarnings("ignore:'pr1.run' found in sys.modules")  # the test process imported it already
 def test_module_entry_point_runs_eval(monkeypatch, tmp_path, data_dir):
     """`python -m pr1.eval ...` is `python -m pr1.run ... mode=eval`, through Hydra (in-process here)."""
     run_dir = tmp_path / "run"

@@ -18,13 +18,10 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from pr1 import rewards
-from pr1.answers import render
 from pr1.coords import family_frame
-from pr1.model import Reference, load_policy
-from pr1.tiny import FAMILIES, build_model, build_processor
-from tests.conftest import FAMILY_TINY, ROOT
-from tests.test_module import make_module
-from tests.test_module_fast_path import G, perturb, rollout_batch, two_prompts
+from pr1.model import load_policy
+from pr1.tiny import FAMILIES
+from tests.helpers import FAMILY_TINY, ROOT, render
 
 CLASSES = {
     "qwen2vl": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", "qwen2_vl"),
@@ -178,94 +175,6 @@ def test_frame_contract_through_the_real_processor(compose, family_checkpoints, 
         rewards.build("iou", frame=wrong, thinking=False)([answer], solution=[truth], image_size=[size])[0]
         < 0.9
     )
-
-
-# --------------------------------------------------------------------------------------- fast path
-NEW_FAMILIES = ["qwen25vl", "qwen3vl"]  # Qwen2-VL: tests/test_module_fast_path.py
-
-
-@pytest.fixture
-def family_module(compose, grounding_records):
-    """(module, model) for a fresh tiny model of a family, on the plain config of tests/test_module.py."""
-
-    def _make(family: str, *overrides: str):
-        processor = build_processor(family=family)
-        model = build_model(processor, family=family, **FAMILY_TINY)
-        cfg = compose(f"model=tiny_{family}", *overrides)
-        return make_module(cfg, model, processor), model
-
-    return _make
-
-
-@pytest.mark.parametrize("family", NEW_FAMILIES)
-def test_shared_prefix_rollout_samples_what_generate_samples(family_module, grounding_records, family):
-    module, model = family_module(family, "objective.max_new_tokens=6")
-    enc = two_prompts(module, grounding_records)
-    obj = module.obj
-    gen = module.generation_config(
-        do_sample=True,
-        temperature=obj.temperature,
-        top_p=obj.top_p,
-        top_k=obj.top_k,
-        max_new_tokens=obj.max_new_tokens,
-        num_return_sequences=G,
-    )
-    torch.manual_seed(0)
-    with torch.no_grad():
-        expected = model.generate(**enc, generation_config=gen)
-    torch.manual_seed(0)
-    assert torch.equal(module.rollout(enc, G), expected)
-
-
-@pytest.mark.parametrize("family", NEW_FAMILIES)
-def test_shared_prefix_logps_entropy_gradients_match_plain_forward(family_module, grounding_records, family):
-    module, model = family_module(family)
-    perturb(model)
-    enc, prompts, ids, mask, positions = rollout_batch(module, grounding_records)
-    rows = torch.arange(len(ids))
-    weights = torch.rand(ids.shape, generator=torch.Generator().manual_seed(1)) * mask
-
-    def run(fast: bool):
-        model.zero_grad()
-        if fast:
-            logp, ent = module.group_logps(model, enc, rows, G, ids, mask, positions, 0.7, with_entropy=True)
-        else:
-            logp, ent = module.completion_logps(model, prompts, ids, mask, 0.7, with_entropy=True)
-        (logp * weights).sum().backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return logp.detach(), ent.detach(), grads
-
-    plain, plain_ent, plain_grads = run(fast=False)
-    fast, fast_ent, fast_grads = run(fast=True)
-    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(fast_ent, plain_ent, rtol=1e-5, atol=1e-5)
-    assert plain_grads.keys() == fast_grads.keys()
-    assert any(n.startswith("model.visual") for n in fast_grads), "the vision tower must get gradients too"
-    for name, g in plain_grads.items():
-        torch.testing.assert_close(fast_grads[name], g, rtol=1e-4, atol=1e-6 * float(g.abs().max()), msg=name)
-
-
-@pytest.mark.parametrize("family", NEW_FAMILIES)
-def test_shared_prefix_lora_reference_matches_plain_forward(compose, grounding_records, family):
-    from peft import LoraConfig, get_peft_model
-
-    processor = build_processor(family=family)
-    model = build_model(processor, family=family, **FAMILY_TINY)
-    policy = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, p in policy.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    module = make_module(compose(f"model=tiny_{family}", "model.lora.enabled=true"), policy, processor)
-    enc, prompts, ids, mask, positions = rollout_batch(module, grounding_records)
-    rows = torch.arange(len(ids))
-    with Reference(policy, lora=True).active() as ref:
-        plain, _ = module.completion_logps(ref, prompts, ids, mask, 1.0)
-        fast, _ = module.group_logps(ref, enc, rows, G, ids, mask, positions, 1.0)
-    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():
-        adapted, _ = module.group_logps(policy, enc, rows, G, ids, mask, positions, 1.0)
-    assert not torch.allclose(adapted, fast), "adapters should change the policy's log-probs"
 
 
 # ------------------------------------------------------------------------------------------ end to end

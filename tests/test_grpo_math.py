@@ -132,3 +132,60 @@ def test_selective_log_softmax_matches_log_softmax():
 
 def test_entropy_uniform():
     assert grpo.entropy_from_logits(torch.zeros(1, 8)).item() == pytest.approx(math.log(8))
+
+
+def _loop_grpo_loss(logp, old, adv, weights, mask, eps_lo, eps_hi, beta, ref):
+    """The GRPO loss token by token in plain Python floats (an independent computation)."""
+    loss = kl_sum = clipped = 0.0
+    for i in range(len(logp)):
+        for t in range(len(logp[i])):
+            ratio = math.exp(logp[i][t] - old[i][t])
+            a = adv[i]
+            surrogate = -min(ratio * a, min(max(ratio, 1 - eps_lo), 1 + eps_hi) * a)
+            clipped += mask[i][t] * (min(max(ratio, 1 - eps_lo), 1 + eps_hi) * a < ratio * a)
+            kl = 0.0
+            if ref is not None:
+                d = ref[i][t] - logp[i][t]
+                kl = math.exp(d) - d - 1
+                kl_sum += mask[i][t] * kl
+            loss += weights[i][t] * (surrogate + beta * kl)
+    return loss, kl_sum, clipped
+
+
+@pytest.mark.parametrize("with_ref", [True, False])
+def test_grpo_loss_matches_token_loop(with_ref):
+    gen = torch.Generator().manual_seed(0)
+    logp = -torch.rand(4, 5, generator=gen, dtype=torch.float64) * 3
+    old = logp + (torch.rand(4, 5, generator=gen, dtype=torch.float64) - 0.5)
+    ref = logp + (torch.rand(4, 5, generator=gen, dtype=torch.float64) - 0.5) if with_ref else None
+    adv = torch.tensor([1.5, -0.5, 0.0, -2.0], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]])
+    weights = grpo.token_weights(mask, "grpo", 5).double()
+    parts = grpo.grpo_loss(logp, old, adv, weights, mask, 0.2, 0.28, beta=0.04, ref_logp=ref)
+    expected = _loop_grpo_loss(
+        logp.tolist(),
+        old.tolist(),
+        adv.tolist(),
+        weights.tolist(),
+        mask.tolist(),
+        0.2,
+        0.28,
+        0.04,
+        None if ref is None else ref.tolist(),
+    )
+    assert float(parts.loss) == pytest.approx(expected[0], rel=1e-9)
+    assert float(parts.kl_sum) == pytest.approx(expected[1], rel=1e-9, abs=1e-12)
+    assert float(parts.clipped_sum) == expected[2]
+
+
+def test_grpo_loss_on_policy_is_minus_weighted_advantage():
+    """Hand-worked: ratio 1 and no reference -> loss = -sum_t w_t A_i; gradient d/dlogp = -w_t A_i."""
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, -0.5]], requires_grad=True)
+    adv = torch.tensor([2.0, -1.0])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    weights = grpo.token_weights(mask, "bnpo", 2)  # 1/3 on each real token
+    parts = grpo.grpo_loss(logp, logp.detach(), adv, weights, mask, 0.2, 0.2)
+    assert float(parts.loss) == pytest.approx(-(2.0 + 2.0 - 1.0) / 3)
+    parts.loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-2 / 3, -2 / 3], [1 / 3, 0.0]]))
+    assert float(parts.kl_sum) == 0.0 and float(parts.clipped_sum) == 0.0

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from pr1.answers import render
-from pr1.metrics import METRICS, coco_eval, word_prf
+from pr1 import metrics
+from pr1.metrics import coco_eval, word_prf
+from tests.helpers import render
 
 REL = {"kind": "rel1000"}
 ABS = {"kind": "abs_resized", "factor": 28, "min_pixels": 3136, "max_pixels": 1003520}
@@ -30,7 +31,7 @@ def test_grounding_acc50_and_miou():
         native((250, 0), (750, 500)),  # IoU 1250 / 3750 = 1/3
         "no box",  # 0
     ]
-    agg, rows = METRICS["grounding"](completions, records, frame=REL, thinking=False)
+    agg, rows = metrics.grounding(completions, records, frame=REL, thinking=False)
     assert agg["acc50"] == 0.5
     assert agg["miou"] == pytest.approx((1 + 0.5 + 1 / 3 + 0) / 4)
     assert [r["iou"] for r in rows] == pytest.approx([1, 0.5, 1 / 3, 0])
@@ -39,11 +40,11 @@ def test_grounding_acc50_and_miou():
 
 def test_grounding_thinking_and_absolute_frame():
     records = [rec("grounding", [10, 20, 60, 80], size=(112, 224))]  # smart_resize keeps 112x224 as is
-    agg, rows = METRICS["grounding"](
+    agg, rows = metrics.grounding(
         ["<think>it is there</think><answer>[10, 20, 60, 80]</answer>"], records, frame=ABS, thinking=True
     )
     assert agg == {"acc50": 1.0, "miou": 1.0} and rows[0]["pred_box"] == [10, 20, 60, 80]
-    agg, _ = METRICS["grounding"](["[10, 20, 60, 80]"], records, frame=ABS, thinking=True)  # no tags
+    agg, _ = metrics.grounding(["[10, 20, 60, 80]"], records, frame=ABS, thinking=True)  # no tags
     assert agg["acc50"] == 0.0
 
 
@@ -57,7 +58,7 @@ def test_counting_accuracy_and_mae():
         native((100, 100), (300, 300)) + native((500, 500), (700, 700)),  # 2 boxes: off by 1
         "[1, 2], [3, 4], [5, 6], [7, 8]",  # 4 points as plain lists: exact
     ]
-    agg, rows = METRICS["counting"](completions, records, frame=REL, thinking=False)
+    agg, rows = metrics.counting(completions, records, frame=REL, thinking=False)
     assert agg == {"count_acc": 0.5, "count_mae": pytest.approx(0.75)}
     assert [r["pred_count"] for r in rows] == [3, 5, 2, 4] and [r["gt_count"] for r in rows] == [3, 3, 3, 4]
     assert sum(rows[0]["points"], []) == pytest.approx(sum(points, []))
@@ -74,10 +75,10 @@ def test_word_prf():
 def test_ocr_edit_distance_and_f1():
     records = [rec("ocr", "the cat sat") for _ in range(3)]
     completions = ["the cat", "sat sat sat", "<think>reading</think><answer> the cat sat </answer>"]
-    agg, rows = METRICS["ocr"](completions, records, frame=REL, thinking=True)
+    agg, rows = metrics.ocr(completions, records, frame=REL, thinking=True)
     # Without tags (thinking on) the first two have no answer: empty prediction, distance 1, F1 0.
     assert [r["edit_distance"] for r in rows] == [1.0, 1.0, 0.0]
-    agg, rows = METRICS["ocr"](completions[:2], records[:2], frame=REL, thinking=False)
+    agg, rows = metrics.ocr(completions[:2], records[:2], frame=REL, thinking=False)
     assert [r["edit_distance"] for r in rows] == pytest.approx([4 / 11, 4 / 11])  # Levenshtein / max length
     assert agg["edit_distance"] == pytest.approx(4 / 11)
     assert agg["f1"] == pytest.approx((0.8 + 1 / 3) / 2)
@@ -98,7 +99,7 @@ def det_records(n: int = 3) -> list[dict]:
 def test_coco_perfect_predictions_score_one():
     records = det_records()
     completions = [render("detection", r["solution"], r["image_size"], REL, thinking=False) for r in records]
-    agg, rows = METRICS["detection"](completions, records, frame=REL, thinking=False)
+    agg, rows = metrics.detection(completions, records, frame=REL, thinking=False)
     for key in ("ap", "ap50", "ap75", "ar10", "ar", "ap_small", "ap_medium"):
         assert agg[key] == pytest.approx(1.0), key
     assert agg["ar1"] == pytest.approx((2 / 3 + 1) / 2)  # one detection per image: 2 of the 3 cats
@@ -108,7 +109,7 @@ def test_coco_perfect_predictions_score_one():
 
 def test_coco_empty_predictions_score_zero():
     records = det_records()
-    agg, rows = METRICS["detection"](["", "[]", "nothing"], records, frame=REL, thinking=False)
+    agg, rows = metrics.detection(["", "[]", "nothing"], records, frame=REL, thinking=False)
     assert agg["ap"] == 0.0 and agg["ap50"] == 0.0 and agg["ar"] == 0.0
     assert all(r["predictions"] == [] for r in rows)
 
@@ -147,6 +148,6 @@ def test_detection_parsing_drops_unusable_boxes():
             {"bbox_2d": [100, 100, 400, 400]},  # no label
         ]
     )
-    agg, rows = METRICS["detection"]([text], records, frame=REL, thinking=False)
+    agg, rows = metrics.detection([text], records, frame=REL, thinking=False)
     assert rows[0]["n_invalid"] == 2 and len(rows[0]["predictions"]) == 1 and rows[0]["n_gt"] == 2
     assert agg["ap50"] == pytest.approx(0.5 * (1 + 0))  # cat found, dog missed (bird has no ground truth)

@@ -9,30 +9,25 @@ from torch.utils.data import DataLoader
 
 from pr1.data.dataset import RecordDataset, collate_records
 from pr1.model import Reference
-from pr1.module import PR1Module
-from pr1.tasks.task import RewardTerm, Task
-from tests.conftest import TINY_MODEL
+from pr1.module import GRPOStats, PR1Module, Sample
+from pr1.tasks import RewardTerm, RunOptions, Task
+from tests.helpers import TINY_MODEL, make_module
 
 
-def varied_reward(completions, **columns):
-    """A test reward that differs within a group (a random model scores -1 everywhere on the real ones)."""
-    return [float(len(c) % 5) for c in completions]
+class KeepOutputs(L.Callback):
+    """The training step's outputs (typed stats and samples) as the callbacks receive them."""
+
+    def __init__(self):
+        self.outputs = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.outputs.append(outputs)
 
 
-def make_module(cfg, model, processor, rewards=None):
-    task = Task(
-        kind="grounding",
-        thinking=False,
-        frame={"kind": "rel1000"},
-        metric="acc50",
-        rewards=rewards or [RewardTerm("varied", 1.0, varied_reward)],
-    )
-    return PR1Module(cfg, task, model, processor)
-
-
-def fit_steps(module, records, steps=1, batch=2):
+def fit_steps(module, records, steps=1, batch=2, callbacks=()):
     loader = DataLoader(RecordDataset(records), batch_size=batch, collate_fn=collate_records)
     trainer = L.Trainer(
+        callbacks=list(callbacks),
         accelerator="cpu",
         max_steps=steps,
         logger=False,
@@ -55,7 +50,8 @@ def test_one_step_changes_policy_not_reference(compose, tiny_model, tiny_process
     module = make_module(cfg, tiny_model, tiny_processor)
     before = snapshot(module.policy)
     ref_before = snapshot(module.reference.model)
-    trainer = fit_steps(module, grounding_records[:4])
+    keep = KeepOutputs()
+    trainer = fit_steps(module, grounding_records[:4], callbacks=[keep])
     after = snapshot(module.policy)
     assert any(not torch.equal(before[k], after[k]) for k in before), "policy did not move"
     assert all(torch.equal(ref_before[k], v) for k, v in module.reference.model.state_dict().items())
@@ -79,6 +75,12 @@ def test_one_step_changes_policy_not_reference(compose, tiny_model, tiny_process
         "time/update",
     ):
         assert key in metrics, key
+    (out,) = keep.outputs
+    stats, samples = out["stats"], out["samples"]
+    assert isinstance(stats, GRPOStats) and float(metrics["train/reward"]) == pytest.approx(stats.reward)
+    assert len(samples) == 2 * 4 and all(isinstance(s, Sample) for s in samples)
+    assert samples[0].record["id"] == samples[3].record["id"] != samples[4].record["id"]  # G rows per prompt
+    assert [s.terms["varied"] for s in samples] == [float(len(s.completion) % 5) for s in samples]
 
 
 def test_beta_zero_builds_no_reference(compose, tiny_model, tiny_processor):
@@ -106,44 +108,13 @@ def test_identical_rewards_leave_policy_unchanged_without_kl(
     assert all(torch.equal(before[k], v) for k, v in module.policy.state_dict().items())
 
 
-def test_rollout_ignores_checkpoint_sampling_defaults(compose, tiny_model, tiny_processor, grounding_records):
-    """Qwen2-VL checkpoints ship top_k=1/top_p=0.001; rollouts must still sample with pr1's settings."""
-    tiny_model.generation_config.top_k = 1
-    tiny_model.generation_config.top_p = 0.001
-    cfg = compose(*TINY_MODEL, "objective.num_generations=8", "objective.max_new_tokens=6")
-    module = make_module(cfg, tiny_model, tiny_processor)
-    gen = module.generation_config(
-        do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=6, num_return_sequences=8
-    )
-    enc = module.encode_prompts([RecordDataset(grounding_records)[0]])
-    torch.manual_seed(0)
-    seqs = tiny_model.generate(**enc, generation_config=gen)
-    assert len({tuple(s.tolist()) for s in seqs}) > 1, "all G samples identical: greedy defaults leaked"
-    vision = set(module.suppress_ids)
-    assert not vision & set(seqs[:, enc["input_ids"].shape[1] :].flatten().tolist())
-
-
-def test_completion_mask_and_repeat(compose, tiny_model, tiny_processor, grounding_records):
-    module = make_module(compose(*TINY_MODEL), tiny_model, tiny_processor)
-    end = module.end_id
-    ids = torch.tensor([[5, 6, end, 7, 7], [5, 6, 7, 8, 9]])
-    assert module.completion_mask(ids).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    ds = RecordDataset(grounding_records)
-    enc = module.encode_prompts([ds[0], ds[1]])
-    rep = module.repeat_prompts(enc, 3)
-    assert rep["input_ids"].shape[0] == 6 and torch.equal(rep["input_ids"][2], enc["input_ids"][0])
-    per_image = int(enc["image_grid_thw"][0].prod())
-    assert rep["pixel_values"].shape[0] == 3 * enc["pixel_values"].shape[0]
-    assert torch.equal(rep["pixel_values"][:per_image], rep["pixel_values"][per_image : 2 * per_image])
-    sub = module.select(rep, torch.tensor([3]))
-    assert torch.equal(sub["pixel_values"], enc["pixel_values"][per_image:])
-
-
 def test_lora_reference_is_adapter_disabled_base(compose, tiny_model, tiny_processor, grounding_records):
     from peft import LoraConfig, get_peft_model
 
-    enc = PR1Module.encode_prompts(
-        make_module(compose(*TINY_MODEL), tiny_model, tiny_processor), [RecordDataset(grounding_records)[0]]
+    enc = (
+        make_module(compose(*TINY_MODEL), tiny_model, tiny_processor)
+        .encode([RecordDataset(grounding_records)[0]])
+        ._asdict()
     )
     with torch.no_grad():
         base_logits = tiny_model(**enc).logits
@@ -165,7 +136,7 @@ def test_lora_reference_is_adapter_disabled_base(compose, tiny_model, tiny_proce
 
 def test_sft_step_lowers_loss(compose, tiny_model, tiny_processor, grounding_records):
     cfg = compose(*TINY_MODEL, "objective=sft", "objective.lr=3e-3", "objective.warmup_steps=0")
-    task = Task.from_config(cfg.task, thinking=False, frame={"kind": "rel1000"})
+    task = Task.from_config(cfg.task, RunOptions(thinking=False, frame={"kind": "rel1000"}))
     module = PR1Module(cfg, task, tiny_model, tiny_processor)
     losses = []
 

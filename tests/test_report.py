@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from pr1 import report
-from pr1.results import append_jsonl, run_dir_for, write_json_atomic
+from pr1.results import append_jsonl, write_json_atomic
+from tests.helpers import run_dir_for
 
 SWEEP = "matcher_thinking"
 ARM_A = "matcher=hungarian,thinking=true"
@@ -234,7 +235,8 @@ def test_wandb_run_conversion():
     assert (run.arm, run.seed, run.status, run.source) == (ARM_A, 2, "completed", "ent/proj/abc")
     # Step 3 was re-logged (a resume): its reward is replaced, its val metric kept.
     assert run.metrics["final"][METRIC] == run.metrics["best"][METRIC] == pytest.approx(0.3)
-    assert run.metrics["final"]["train/reward"] == 7.0
+    assert run.metrics["reward_end"] == 7.0  # summarized as metrics.json is: the last 20% of 4 steps
+    assert run.metrics["reward_start"] == 0.0
     assert (run.metrics["steps"], run.metrics["wall_time_s"]) == (3, 12.5)
     crashed = report._wandb_run(SimpleNamespace(**{**vars(fake), "state": "crashed"}))
     assert crashed.status == "failed" and crashed.error == "W&B state crashed"

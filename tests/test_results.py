@@ -19,7 +19,6 @@ from pr1.results import (
     arm_name,
     dedupe_steps,
     read_jsonl,
-    run_dir_for,
     safe_name,
     summarize_history,
     write_json_atomic,
@@ -125,19 +124,61 @@ def test_dedupe_steps_merges_a_step_and_later_values_win():
 
 def test_summarize_history():
     rows = [{"step": s, "train/reward": float(s), "train/kl": 0.1 * s} for s in range(10)]
-    rows += [{"step": 4, "val/acc50": 0.6}, {"step": 9, "val/acc50": 0.4}, {"step": 9, "train/kl": None}]
-    s = summarize_history(rows, reward_window=3)
-    # A null (NaN when logged) is no value: the final KL is the last finite one, at step 8.
-    assert s["final"] == {"train/reward": 9.0, "train/kl": pytest.approx(0.8), "val/acc50": 0.4}
-    assert s["best"] == {"val/acc50": 0.6}
-    assert s["reward_start"] == pytest.approx((0 + 1 + 2) / 3)
-    assert s["reward_end"] == pytest.approx((7 + 8 + 9) / 3)
+    rows += [
+        {"step": 0, "val/acc50": 0.2, "val/miou": 0.5},
+        {"step": 4, "val/acc50": 0.6, "val/miou": 0.3},
+        {"step": 9, "val/acc50": 0.4, "val/miou": 0.7},
+        {"step": 9, "train/kl": None},
+    ]
+    s = summarize_history(rows, "val/acc50")
+    # final: the last validation; best: the validation at the best task metric (one row, not per-metric max)
+    assert s["final"] == {"val/acc50": 0.4, "val/miou": 0.7}
+    assert s["best"] == {"val/acc50": 0.6, "val/miou": 0.3}
+    assert s["reward_start"] == pytest.approx((0 + 1) / 2)  # the first 20% of 10 logged steps
+    assert s["reward_end"] == pytest.approx((8 + 9) / 2)
 
 
-def test_summarize_history_window_never_overlaps_and_empty():
-    s = summarize_history([{"step": 0, "train/reward": 1.0}, {"step": 1, "train/reward": 3.0}])
+def test_summarize_history_ties_nan_window_and_empty():
+    rows = [{"step": 1, "val/ap": 0.5, "val/ar": 0.1}, {"step": 2, "val/ap": 0.5, "val/ar": None}]
+    s = summarize_history(rows, "val/ap")
+    assert s["best"] == {"val/ap": 0.5, "val/ar": None}  # the later of equals; a NaN (null) metric stays null
+    s = summarize_history([{"step": 0, "train/reward": 1.0}, {"step": 1, "train/reward": 3.0}], "val/ap")
     assert (s["reward_start"], s["reward_end"]) == (1.0, 3.0)
-    assert summarize_history([]) == {"final": {}, "best": {}, "reward_start": None, "reward_end": None}
+    assert summarize_history([], "val/ap") == {
+        "final": {},
+        "best": {},
+        "reward_start": None,
+        "reward_end": None,
+    }
+
+
+def test_window_mean_matches_numpy():
+    values = [0.3, 1.2, -0.5, 2.0, 0.0, 0.7, 1.1]
+    k = round(len(values) * 0.2)
+    assert results.window_mean(values, 0.2, last=False) == pytest.approx(np.mean(values[:k]))
+    assert results.window_mean(values, 0.2, last=True) == pytest.approx(np.mean(values[-k:]))
+    assert results.window_mean([], 0.2, last=True) is None
+
+
+def test_read_run_metrics_and_mark_failed(tmp_path):
+    with pytest.raises(results.RunRecordError, match="no metrics.json") as e:
+        results.read_run_metrics(tmp_path)
+    assert e.value.status == "missing"
+    (tmp_path / "metrics.json").write_text("{")
+    with pytest.raises(results.RunRecordError) as e:
+        results.read_run_metrics(tmp_path)
+    assert e.value.status == "corrupt"
+    (tmp_path / "metrics.json").unlink()
+    results.mark_failed(tmp_path, {"sweep": "s", "arm": "a", "seed": 0}, "ValueError: boom")
+    m = results.read_run_metrics(tmp_path)  # a setup failure still writes a schema-complete record
+    assert (m["status"], m["error"], m["steps"], m["final"]) == ("failed", "ValueError: boom", 0, {})
+    (tmp_path / "metrics.json").write_text('{"arm": "a"}')
+    with pytest.raises(results.RunRecordError, match="lacks") as e:
+        results.read_run_metrics(tmp_path)
+    assert e.value.status == "invalid"
+    results.mark_failed(tmp_path, {"sweep": "s", "arm": "a", "seed": 0}, "ValueError: boom")
+    results.mark_failed(tmp_path, {}, "second error")
+    assert json.loads((tmp_path / "metrics.json").read_text())["error"] == "ValueError: boom"
 
 
 def test_arm_name_excludes_non_ablation_keys_and_sorts():
@@ -152,14 +193,10 @@ def test_arm_name_excludes_non_ablation_keys_and_sorts():
         "sweep=matcher_x_thinking",
         "+matcher=naive",
     ]
-    assert arm_name(overrides) == "+matcher=naive,thinking=true"
-    assert arm_name(["seed=1"]) == "default"
+    exclude = ["seed", "sweep", "hydra*", "trainer.*", "paths.*", "logger*"]
+    assert arm_name(overrides, exclude) == "+matcher=naive,thinking=true"
+    assert arm_name(["seed=1"], exclude) == "default"
     assert arm_name(["seed=1", "b=2"], exclude=()) == "b=2,seed=1"
-
-
-def test_run_dir_for_layout_and_plain_arm_unchanged(tmp_path):
-    d = run_dir_for(tmp_path, "matcher_thinking", "matcher=naive,thinking=true", 2)
-    assert d == tmp_path / "matcher_thinking" / "matcher=naive,thinking=true" / "seed2"
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "data.tasks=[a,b]", "model.path=/x/y", "a b:c", "x" * 300])

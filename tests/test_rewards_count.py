@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pr1.answers import render
 from pr1.rewards import build, explain
+from tests.helpers import render
 
 REL = {"kind": "rel1000"}
 ABS = {"kind": "abs_resized", "factor": 28, "min_pixels": 3136, "max_pixels": 1003520}

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr1.answers import render
 from pr1.matching import iou_matrix
 from pr1.rewards import build, explain
 from pr1.rewards.iou import predicted, target_boxes
+from tests.helpers import render
 
 REL = {"kind": "rel1000"}
 ABS = {"kind": "abs_resized", "factor": 28, "min_pixels": 3136, "max_pixels": 1003520}

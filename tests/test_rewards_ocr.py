@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import Levenshtein
 
-from pr1.answers import render
 from pr1.rewards import REGISTRY, build
+from tests.helpers import render
 
 
 def score(text: str, gt: str, thinking: bool = False) -> float:

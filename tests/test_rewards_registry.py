@@ -9,21 +9,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from pr1.rewards import REGISTRY, build, explain
+from pr1.rewards.registry import options_of
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "reward"
-STUB = {
-    "thinking": True,
-    "model": {"frame": {"kind": "rel1000"}},
-    "matcher": {"name": "hungarian"},
-}
 
 
 def _options(name: str) -> dict:
-    """A reward's yaml options with the lead's interpolations resolved against a stub config."""
-    cfg = OmegaConf.merge(
-        OmegaConf.create(STUB), OmegaConf.create({"reward": OmegaConf.load(CONF / f"{name}.yaml")})
-    )
-    options = OmegaConf.to_container(cfg.reward, resolve=True)
+    """A reward's yaml options (no interpolations: run-wide options are bound by the task)."""
+    options = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
     assert options.pop("weight") == 1.0
     return options
 
@@ -35,21 +28,14 @@ def test_yaml_names_equal_registry():
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_yaml_options_build(name):
     options = _options(name)
-    assert options["thinking"] is True
     fn = build(name, **options)
     assert fn.__name__ == name
     params = inspect.signature(REGISTRY[name]).parameters
-    assert set(options) <= set(params)
-    # (a YAML list [] stands for an empty-tuple default)
+    assert set(options) <= set(params) and set(options) <= options_of(name)
+    # the yaml documents the defaults (a YAML list [] stands for an empty-tuple default)
     defaults = {k: list(p.default) if isinstance(p.default, tuple) else p.default for k, p in params.items()}
-    assert all(defaults[k] == v or k in ("thinking", "frame", "matcher") for k, v in options.items())
-    raw = OmegaConf.load(CONF / f"{name}.yaml")
-    raw = OmegaConf.to_container(raw)
-    assert raw["thinking"] == "${thinking}"  # follows the run's top-level switch
-    assert raw.get("frame", "${model.frame}") == "${model.frame}" and ("frame" in raw) == ("frame" in params)
-    assert raw.get("matcher", "${matcher.name}") == "${matcher.name}" and ("matcher" in raw) == (
-        "matcher" in params
-    )
+    assert all(defaults[k] == v for k, v in options.items())
+    assert not set(options) & {"thinking", "frame", "matcher"}  # run-wide: the task binds them once
 
 
 def test_build_errors_name_the_valid_choices():

@@ -14,7 +14,7 @@ import cloudpickle
 import pytest
 import submitit
 
-from tests.conftest import SLURM_PARTITION as PARTITION
+from tests.helpers import SLURM_PARTITION as PARTITION
 
 pytestmark = pytest.mark.slurm
 

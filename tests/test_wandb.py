@@ -23,10 +23,9 @@ from pr1.wandb_logging import (
     RolloutTable,
     draw_items,
     offline_reason,
-    predicted_items,
     wandb_logger,
 )
-from tests.conftest import TINY_MODEL
+from tests.helpers import TINY_MODEL
 
 FAKE_KEY = "pr1fake" + "0123456789abcdef" * 2 + "x"  # never a real key: only checked for leaks
 TINY_RUN = [
@@ -176,27 +175,15 @@ def test_draw_truth_green_prediction_red():
     assert out.getpixel((30, 30)) == (255, 255, 255) and image.getpixel((10, 30)) == (255, 255, 255)
 
 
-def test_predictions_read_like_rewards_in_pixels():
-    frame = {"kind": "rel1000"}
-    box = "<|box_start|>(100,200),(300,400)<|box_end|>"
-    assert predicted_items(box, "grounding", [200, 100], frame, thinking=False) == [[20, 20, 60, 40]]
-    thought = f"<think>hm</think><answer>{box}</answer>"
-    assert predicted_items(thought, "grounding", [200, 100], frame, thinking=True) == [[20, 20, 60, 40]]
-    points = "<|box_start|>(500,500)<|box_end|><|box_start|>(0,1000)<|box_end|>"
-    assert predicted_items(points, "counting", [200, 100], frame, thinking=False) == [[100, 50], [0, 100]]
-    for junk in ("", "no box here", "<|box_start|>(1,2),(3<|box_end|>", "(" * 10_000):
-        assert predicted_items(junk, "grounding", [200, 100], frame, thinking=False) == []
-    assert predicted_items(box, "ocr", [200, 100], frame, thinking=False) == []
-
-
 def test_table_rows_show_the_parsed_prediction(compose, grounding_records):
     from pr1.data.dataset import RecordDataset
-    from pr1.tasks.task import Task
+    from pr1.module import Sample
+    from pr1.tasks import RunOptions, Task
 
-    task = Task.from_config(compose().task, thinking=False, frame={"kind": "rel1000"})
+    task = Task.from_config(compose().task, RunOptions(thinking=False, frame={"kind": "rel1000"}))
     rec = RecordDataset(grounding_records)[0]
     samples = [
-        {"record": rec, "completion": text, "reward": r, "advantage": a, "terms": {"format": f, "iou": i}}
+        Sample(rec, text, r, a, {"format": f, "iou": i})
         for text, r, a, f, i in ((task.answer(rec), 2.0, 0.7, 1.0, 1.0), ("no idea", -1.0, -0.7, -1.0, 0.0))
     ]
     columns, rows = RolloutTable.table(SimpleNamespace(task=task), samples)

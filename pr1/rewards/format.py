@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pr1.answers import task_of
 from pr1.parsing import Answer, Parsed, parse_items
 from pr1.rewards.registry import register
+
+
+def task_of(solution: Any) -> str:
+    """The task a ground truth belongs to, from its shape (lets the format reward need no task option).
+
+    str -> ocr; four numbers -> grounding; a list of dicts -> detection; a list of points (or boxes, or
+    nothing) -> counting.
+    """
+    if isinstance(solution, str):
+        return "ocr"
+    if (
+        isinstance(solution, Sequence)
+        and len(solution) == 4
+        and all(isinstance(v, numbers.Real) for v in solution)
+    ):
+        return "grounding"
+    if isinstance(solution, Sequence) and solution and all(isinstance(v, Mapping) for v in solution):
+        return "detection"
+    if isinstance(solution, Sequence) and all(isinstance(v, Sequence) and len(v) in (2, 4) for v in solution):
+        return "counting"
+    raise ValueError(f"cannot tell the task of ground truth {solution!r:.200}")
+
 
 PREFER: dict[str, Literal["box", "point"]] = {"grounding": "box", "detection": "box", "counting": "point"}
 
@@ -44,7 +67,7 @@ def format_reward(
     """1 for a well-formed completion (`well_formed`), else `low`.
 
     low=-1 is the paper's rule (+1/-1); low=0 gives the released code's 1/0. task="auto" reads the task from
-    the ground truth's shape (`pr1.answers.task_of`), so one config serves every task.
+    the ground truth's shape (`task_of`), so one config serves every task.
     """
     ok = well_formed(task_of(solution) if task == "auto" else task, answer)
     return {"format": float(ok), "total": 1.0 if ok else float(low)}

@@ -97,12 +97,20 @@ def _check_value(name: str, key: str, hint: Any, value: Any) -> None:
         raise ValueError(f"reward {name!r}: {key} must be a finite number, got {value!r}")
 
 
+def options_of(name: str) -> set[str]:
+    """The option names reward `name` accepts: its scorer's keyword-only parameters, and `thinking` (every
+    reward reads the answer through the thinking tags). A task binds run-wide options only to these."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown reward {name!r}; valid rewards: {sorted(REGISTRY)}")
+    return {"thinking", *_options(_SCORERS[name])}
+
+
 def build(name: str, **options: Any) -> RewardFn:
     """`functools.partial(REGISTRY[name], **options)`, refusing unknown rewards, options and option values."""
     if name not in REGISTRY:
         raise KeyError(f"unknown reward {name!r}; valid rewards: {sorted(REGISTRY)}")
     scorer = _SCORERS[name]
-    valid = {"thinking", *_options(scorer)}
+    valid = options_of(name)
     unknown = sorted(set(options) - valid)
     if unknown:
         raise TypeError(f"reward {name!r} has no option(s) {unknown}; valid options: {sorted(valid)}")

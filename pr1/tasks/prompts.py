@@ -1,7 +1,9 @@
-"""Prompt templates of Perception-R1 (reference code) and the thinking/answer wrappers.
+"""Prompt templates of Perception-R1 (reference code) and the thinking instruction.
 
-The templates are the reference implementation's; `{question}` is the referring expression or class name.
-With thinking on, the model is asked to reason in <think> and answer in <answer>, as in R1-style training.
+The templates are the reference implementation's, one per task kind of the paper (a task class takes its own;
+a new task may simply write its template in its class); `{question}` is the referring expression or class
+name. With thinking on, the model is asked to reason in <think> and answer in <answer>, as in R1-style
+training. `pr1.tiny` trains the tiny model's tokenizer on these templates.
 """
 
 from __future__ import annotations
@@ -19,16 +21,6 @@ THINKING_SUFFIX = (
 )
 
 
-def build_prompt(task: str, question: str, thinking: bool) -> str:
-    """The user text for one sample; raises with the valid task names on a typo."""
-    if task not in PROMPT_TEMPLATES:
-        raise KeyError(f"unknown task {task!r}; valid: {sorted(PROMPT_TEMPLATES)}")
-    text = PROMPT_TEMPLATES[task].format(question=question)
+def with_thinking(text: str, thinking: bool) -> str:
+    """A task prompt, with the thinking instruction appended when thinking is on."""
     return text + THINKING_SUFFIX if thinking else text
-
-
-def wrap_answer(answer: str, thinking: bool, reasoning: str = "") -> str:
-    """The full assistant text for an answer, as the format reward expects it."""
-    if thinking:
-        return f"<think>{reasoning}</think><answer>{answer}</answer>"
-    return answer

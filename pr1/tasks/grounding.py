@@ -1,0 +1,29 @@
+"""Visual grounding (RefCOCO): one box per referring expression; ground truth `[x1, y1, x2, y2]` pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pr1 import metrics
+from pr1.answers import native, ref
+from pr1.coords import quantise
+from pr1.tasks.base import Result, Task
+from pr1.tasks.prompts import PROMPT_TEMPLATES
+
+
+class Grounding(Task):
+    kind = "grounding"
+    template = PROMPT_TEMPLATES["grounding"]
+
+    def render(self, record: Mapping[str, Any]) -> str:
+        """`<|object_ref_start|>QUESTION<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>`."""
+        box = quantise(record["solution"], record["image_size"], self.frame).astype(int).tolist()
+        return ref(record["question"]) + native(box)
+
+    def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
+        return [list(record["solution"])]
+
+    def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> Result:
+        """Acc@0.5 and mean IoU (`pr1.metrics.grounding`)."""
+        return metrics.grounding(list(completions), list(records), frame=self.frame, thinking=self.thinking)

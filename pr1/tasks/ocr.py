@@ -1,0 +1,28 @@
+"""OCR (PageOCR): the text in the image; ground truth a str."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pr1 import metrics
+from pr1.tasks.base import Result, Task
+from pr1.tasks.prompts import PROMPT_TEMPLATES
+
+
+class OCR(Task):
+    kind = "ocr"
+    template = PROMPT_TEMPLATES["ocr"]
+
+    def render(self, record: Mapping[str, Any]) -> str:
+        return str(record["solution"])
+
+    def predicted_items(self, completion: Any, record: Mapping[str, Any]) -> list[list[float]]:
+        return []  # text has no boxes to draw
+
+    def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
+        return []
+
+    def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> Result:
+        """Normalised edit distance and word precision/recall/F1 (`pr1.metrics.ocr`)."""
+        return metrics.ocr(list(completions), list(records), frame=self.frame, thinking=self.thinking)
