@@ -141,6 +141,7 @@ def test_run_wide_options_reach_only_the_rewards_that_declare_them(compose):
     count = next(term for term in t.rewards if term.name == "count")
     assert count.fn.keywords == {
         "scale": pytest.approx(2**0.5),
+        "variant": "pr1",
         "thinking": True,
         "frame": t.frame,
         "matcher": "naive",
