@@ -68,13 +68,32 @@ class SFTStats:
 
 
 def term_stats(per_term: dict[str, list[float]]) -> dict[str, float]:
-    """Mean and std of each reward term over the batch, keyed reward/<name> and reward/<name>_std."""
+    """Mean and std of each reward term over the rows it applies to (NaN rows are another task's), keyed
+    reward/<name> and reward/<name>_std; a mixture's `<task>/<term>` becomes <task>/reward/<term>."""
     out = {}
     for name, vals in per_term.items():
-        v = torch.tensor(vals)
-        out[f"reward/{name}"] = float(v.mean())
-        out[f"reward/{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
+        v = torch.tensor(vals, dtype=torch.float64)
+        v = v[~v.isnan()]
+        task, _, term = name.rpartition("/")
+        key = f"{task}/reward/{term}" if task else f"reward/{term}"
+        # A task absent from this batch logs NaN (null in history.jsonl), never the last batch's value.
+        out[key] = float(v.mean()) if len(v) else math.nan
+        out[f"{key}_std"] = float(v.std()) if len(v) > 1 else (0.0 if len(v) else math.nan)
     return out
+
+
+def task_rewards(rewards: torch.Tensor, groups: dict[str, list[int]], terms: list) -> dict[str, float]:
+    """A mixture's mean total reward per task (`<task>/reward`), NaN for a task absent from the batch."""
+    names = sorted({t.name.rpartition("/")[0] for t in terms} - {""})
+    return {f"{k}/reward": float(rewards[groups[k]].mean()) if groups.get(k) else math.nan for k in names}
+
+
+def check_groups(records: list[dict], g: int) -> None:
+    """Group bookkeeping: the G rows of a prompt are one record, so a group never mixes tasks or truths."""
+    for i in range(0, len(records), g):
+        group = records[i : i + g]
+        if any(r is not group[0] for r in group) or len({r.get("task") for r in group}) != 1:
+            raise RuntimeError(f"rollout group {i // g} mixes records or tasks")
 
 
 class PR1Module(L.LightningModule):
@@ -190,14 +209,13 @@ class PR1Module(L.LightningModule):
         with self.timed(times, "rollout"):
             ro: Rollout = self.engine.rollout(self.encode(batch), g, self.sampling())
             records = [r for r in batch for _ in range(g)]
+            check_groups(records, g)
             mask = ro.mask
 
         # 2. Rewards: each named term scored separately, then the weighted sum.
         with self.timed(times, "reward"):
             per_term = self.task.score(ro.texts, records, step=int(self.trainer.global_step))
-            rewards = sum(
-                t.weight * torch.tensor(per_term[t.name], dtype=torch.float32) for t in self.task.rewards
-            ).to(self.device)
+            rewards = torch.tensor(self.task.total(per_term), dtype=torch.float32, device=self.device)
 
         # 3. Group-relative advantages (a group lives on one process; "batch" scaling uses the global std).
         batch_std = None
@@ -261,7 +279,10 @@ class PR1Module(L.LightningModule):
             entropy=ent_sum / n_tok,
             completion_length=float(mask.sum(1).float().mean()),
             truncated_frac=float((mask[:, -1] == 1).float().mean()),
-            terms=term_stats(per_term),
+            terms={
+                **term_stats(per_term),
+                **task_rewards(rewards, self.task.groups(records), self.task.rewards),
+            },
         )
         samples = [
             Sample(rec, text, r, a, {name: per_term[name][i] for name in per_term})

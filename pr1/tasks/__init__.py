@@ -3,7 +3,7 @@
 Importing this package registers every kind; `Task.from_config(cfg.task, RunOptions(...))` builds one.
 """
 
-from pr1.tasks import counting, detection, grounding, ocr  # noqa: F401  (importing registers them)
+from pr1.tasks import counting, detection, grounding, mixture, ocr  # noqa: F401  (importing registers them)
 from pr1.tasks.base import TASKS, RewardTerm, RunOptions, Task
 
 __all__ = ["TASKS", "RewardTerm", "RunOptions", "Task"]

@@ -10,6 +10,7 @@ another task (a mixture) is one more subclass.
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,17 @@ def bind_reward(name: str, spec: Mapping[str, Any], run: RunOptions) -> RewardTe
     )
 
 
+def where(box: Sequence[float], image_size: Sequence[float]) -> str:
+    """The box centre's place in a 3x3 grid of the image, in words (`top left`, `centre`, `bottom`)."""
+    cx = (box[0] + box[2]) / 2 / float(image_size[0])
+    cy = (box[1] + box[3]) / 2 / float(image_size[1])
+    row = ("top", "middle", "bottom")[min(int(cy * 3), 2)]
+    col = ("left", "centre", "right")[min(int(cx * 3), 2)]
+    if row == "middle":
+        return "centre" if col == "centre" else col
+    return row if col == "centre" else f"{row} {col}"
+
+
 class Task(ABC):
     """Everything the GRPO/SFT step and eval need to know about a task, and nothing about the model."""
 
@@ -97,14 +109,19 @@ class Task(ABC):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run: RunOptions) -> Task:
-        """The task of `cfg.kind`, rewards from `cfg.rewards` (name -> options), metric `cfg.metric`."""
+        """The task of `cfg.kind` (its class's `build`)."""
         if cfg.kind not in TASKS:
             raise ValueError(f"task.kind {cfg.kind!r} is not a task; valid: {sorted(TASKS)}")
+        return TASKS[cfg.kind].build(cfg, run)
+
+    @classmethod
+    def build(cls, cfg: DictConfig, run: RunOptions) -> Task:
+        """This kind with rewards from `cfg.rewards` (name -> options) and metric `cfg.metric`."""
         specs = OmegaConf.to_container(cfg.rewards, resolve=True) if cfg.get("rewards") else {}
         terms = [bind_reward(name, spec, run) for name, spec in specs.items()]
         if not terms:
-            raise ValueError(f"task {cfg.name!r} has no rewards")
-        return TASKS[cfg.kind](terms, cfg.metric, run)
+            raise ValueError(f"task {cfg.get('name', cfg.kind)!r} has no rewards")
+        return cls(terms, cfg.metric, run)
 
     # --------------------------------------------------------------------------------------------- prompt
     def prompt(self, record: Mapping[str, Any]) -> str:
@@ -122,9 +139,14 @@ class Task(ABC):
     def render(self, record: Mapping[str, Any]) -> str:
         """The bare correct answer of a record in the model's frame (no thinking tags)."""
 
+    def reasoning(self, record: Mapping[str, Any]) -> str:
+        """A short reasoning text for the thinking style's SFT target, written from the record's ground truth
+        (what is where, how many): the warm start learns the `<think>` form, not a chain of thought."""
+        return ""
+
     def answer(self, record: Mapping[str, Any]) -> str:
         """The ground-truth answer in the model's frame and format (the SFT target), wrapped for thinking."""
-        return wrap_answer(self.render(record), self.thinking)
+        return wrap_answer(self.render(record), self.thinking, self.reasoning(record))
 
     def answer_text(self, completion: Any) -> str | None:
         """The answer part of a completion, as the rewards read it (tags per `thinking`)."""
@@ -163,6 +185,18 @@ class Task(ABC):
             extra = {"step": step} if t.needs_step and step is not None else {}
             out[t.name] = [float(x) for x in t.fn(completions, **columns, **extra)]
         return out
+
+    def total(self, per_term: Mapping[str, Sequence[float]]) -> list[float]:
+        """The weighted sum of the terms per row; a NaN term does not apply to that row and adds nothing."""
+        n = len(next(iter(per_term.values()))) if per_term else 0
+        return [
+            sum(t.weight * per_term[t.name][i] for t in self.rewards if not math.isnan(per_term[t.name][i]))
+            for i in range(n)
+        ]
+
+    def groups(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+        """Rows per sub-task, for per-task logging (a mixture's); a single task has no sub-tasks."""
+        return {}
 
     @abstractmethod
     def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> Result:

@@ -24,6 +24,10 @@ class Counting(Task):
         points = [quantise(p, size, self.frame).astype(int).tolist() for p in record["solution"]]
         return ref(record["question"]) + "".join(native(p) for p in points)
 
+    def reasoning(self, record: Mapping[str, Any]) -> str:
+        """How many: `I see 3 red ellipses.`"""
+        return f"I see {len(record['solution'])} {record['question']}."
+
     def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
         return [list(p) for p in record["solution"]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,12 @@ class Detection(Task):
             for o in record["solution"]
         ]
         return json.dumps(entries, ensure_ascii=False)
+
+    def reasoning(self, record: Mapping[str, Any]) -> str:
+        """What is there: `I see 3 objects: 1 ellipse, 2 rectangle.`"""
+        labels = Counter(o["label"] for o in record["solution"])
+        parts = ", ".join(f"{n} {label}" for label, n in sorted(labels.items()))
+        return f"I see {len(record['solution'])} objects: {parts}."
 
     def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
         return [list(o["box"]) for o in record["solution"]]

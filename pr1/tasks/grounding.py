@@ -8,7 +8,7 @@ from typing import Any
 from pr1 import metrics
 from pr1.answers import native, ref
 from pr1.coords import quantise
-from pr1.tasks.base import Result, Task
+from pr1.tasks.base import Result, Task, where
 from pr1.tasks.prompts import PROMPT_TEMPLATES
 
 
@@ -20,6 +20,10 @@ class Grounding(Task):
         """`<|object_ref_start|>QUESTION<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>`."""
         box = quantise(record["solution"], record["image_size"], self.frame).astype(int).tolist()
         return ref(record["question"]) + native(box)
+
+    def reasoning(self, record: Mapping[str, Any]) -> str:
+        """Where the object is, in words: `the red rectangle is at the top left.`"""
+        return f"the {record['question']} is at the {where(record['solution'], record['image_size'])}."
 
     def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
         return [list(record["solution"])]

@@ -17,6 +17,11 @@ class OCR(Task):
     def render(self, record: Mapping[str, Any]) -> str:
         return str(record["solution"])
 
+    def reasoning(self, record: Mapping[str, Any]) -> str:
+        """How much text: `the image shows 2 words.`"""
+        n = len(str(record["solution"]).split())
+        return f"the image shows {n} word{'s' if n != 1 else ''}."
+
     def predicted_items(self, completion: Any, record: Mapping[str, Any]) -> list[list[float]]:
         return []  # text has no boxes to draw
 
