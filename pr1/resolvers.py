@@ -12,6 +12,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from pr1.data.mixture import shares
 from pr1.model import asset_path
 from pr1.results import arm_name, safe_name
 from pr1.tasks import RunOptions
@@ -39,6 +40,12 @@ def arm_id(exclude: list[str]) -> str:
     return safe_name(arm_name(overrides, list(exclude)))
 
 
+def share(n: int, task: str, weights: DictConfig) -> int:
+    """Task `task`'s share of a mixture's `n` records (`pr1.data.mixture.shares`), so each task's loader
+    makes just the records the mixture takes from it."""
+    return shares(int(n), OmegaConf.to_container(weights, resolve=True))[task]
+
+
 def run_options(cfg: DictConfig) -> RunOptions:
     """The run-wide options every reward that declares them receives: thinking, the model's frame, matcher."""
     return RunOptions(
@@ -51,3 +58,4 @@ def run_options(cfg: DictConfig) -> RunOptions:
 OmegaConf.register_new_resolver("pr1.asset", asset_path, replace=True)
 OmegaConf.register_new_resolver("pr1.arm", arm_id, replace=True)
 OmegaConf.register_new_resolver("pr1.sweeps", sweeps_dir, replace=True)
+OmegaConf.register_new_resolver("pr1.share", share, replace=True)

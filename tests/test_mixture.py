@@ -1,4 +1,4 @@
-"""The task mixture: per-record routing of prompts, answers, rewards and metrics; its data; group bookkeeping."""
+"""The task mixture: per-record routing of prompts, answers, rewards and metrics; its data; bookkeeping."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def test_mixture_routes_each_record_to_its_own_task(mixture_and_records):
     cfg, mix, records = mixture_and_records()
     assert isinstance(mix, Mixture) and mix.metric == "score"
     assert sorted(mix.tasks) == sorted(KINDS)
-    assert [r["task"] for r in records] == [k for k in ("grounding", "counting", "ocr", "detection") for _ in "ab"]
+    assert [r["task"] for r in records] == [
+        k for k in ("grounding", "counting", "ocr", "detection") for _ in "ab"
+    ]
     for r in records:
         own = mix.tasks[r["task"]]
         assert mix.prompt(r) == own.prompt(r) and mix.answer(r) == own.answer(r)
@@ -78,7 +80,10 @@ def test_thinking_answers_carry_a_scene_reasoning_and_score_full(mixture_and_rec
     answers = [mix.answer(r) for r in records]
     assert all(a.startswith("<think>") and "</think><answer>" in a for a in answers)
     ground = next(r for r in records if r["task"] == "grounding")
-    assert mix.reasoning(ground) == f"the {ground['question']} is at the {where(ground['solution'], [112, 112])}."
+    assert (
+        mix.reasoning(ground)
+        == f"the {ground['question']} is at the {where(ground['solution'], [112, 112])}."
+    )
     count = next(r for r in records if r["task"] == "counting")
     assert mix.reasoning(count).startswith(f"I see {len(count['solution'])} ")
     assert mix.total(mix.score(answers, records)) == pytest.approx([2.0] * len(records))
@@ -142,3 +147,27 @@ def test_per_task_logging_ignores_other_tasks_rows():
     terms = [T("ocr/edit"), T("counting/count")]
     out = task_rewards(torch.tensor([1.0, 3.0, 5.0, 7.0]), {"ocr": [0, 1]}, terms)
     assert out["ocr/reward"] == 2.0 and math.isnan(out["counting/reward"])
+
+
+def test_paired_improvement_per_task_matches_independent_computations(mixture_and_records):
+    from scipy import stats as sps
+
+    from pr1.paired import improvement
+
+    _, mix, records = mixture_and_records("task.val.n=16")
+    good = [mix.answer(r) for r in records]
+    bad = ["nothing"] * len(records)
+    start_answers = [b if i % 2 else g for i, (g, b) in enumerate(zip(good, bad, strict=True))]
+    _, start = mix.evaluate(start_answers, records)
+    _, end = mix.evaluate(good, records)
+    out = improvement(mix, records, start, end, resamples=29)
+    assert sorted(out) == ["counting/count_acc", "detection/ap", "grounding/acc50", "ocr/f1"]
+    g = out["grounding/acc50"]
+    # 4 grounding images, the odd ones wrong at the start: per-image gains 0, 1, 0, 1
+    ref = sps.ttest_rel([1, 1, 1, 1], [1, 0, 1, 0]).confidence_interval(0.95)
+    assert (g["start"], g["end"], g["diff"], g["n"]) == (0.5, 1.0, 0.5, 4)
+    assert (g["lo"], g["hi"]) == pytest.approx((ref.low, ref.high))
+    d = out["detection/ap"]
+    assert d["method"].startswith("paired bootstrap") and d["end"] == pytest.approx(1.0)
+    assert d["lo"] <= d["diff"] <= d["hi"]
+    assert improvement(mix, records, end, end, resamples=29)["ocr/f1"]["diff"] == 0.0

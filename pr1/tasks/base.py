@@ -194,6 +194,11 @@ class Task(ABC):
             for i in range(n)
         ]
 
+    def image_values(self, rows: Sequence[Mapping[str, Any]], metric: str) -> list[float] | None:
+        """Per-image values (of `evaluate`'s rows) whose mean is `metric`, for tests paired by image; None
+        when that metric is not a mean over images (COCO AP)."""
+        return None
+
     def groups(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
         """Rows per sub-task, for per-task logging (a mixture's); a single task has no sub-tasks."""
         return {}

@@ -31,6 +31,12 @@ class Counting(Task):
     def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
         return [list(p) for p in record["solution"]]
 
+    def image_values(self, rows: Sequence[Mapping[str, Any]], metric: str) -> list[float] | None:
+        """count_acc: 1 for an exact count; count_mae: the absolute count error."""
+        errors = [abs(r["pred_count"] - r["gt_count"]) for r in rows]
+        per = {"count_acc": lambda e: float(e == 0), "count_mae": float}.get(metric)
+        return None if per is None else [per(e) for e in errors]
+
     def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> Result:
         """Exact-count accuracy and mean absolute count error (`pr1.metrics.counting`)."""
         return metrics.counting(list(completions), list(records), frame=self.frame, thinking=self.thinking)

@@ -28,6 +28,11 @@ class Grounding(Task):
     def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
         return [list(record["solution"])]
 
+    def image_values(self, rows: Sequence[Mapping[str, Any]], metric: str) -> list[float] | None:
+        """acc50: 1 when the image's IoU is at least 0.5; miou: its IoU."""
+        per = {"acc50": lambda r: float(r["iou"] >= 0.5), "miou": lambda r: float(r["iou"])}.get(metric)
+        return None if per is None else [per(r) for r in rows]
+
     def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> Result:
         """Acc@0.5 and mean IoU (`pr1.metrics.grounding`)."""
         return metrics.grounding(list(completions), list(records), frame=self.frame, thinking=self.thinking)

@@ -28,6 +28,10 @@ class OCR(Task):
     def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
         return []
 
+    def image_values(self, rows: Sequence[Mapping[str, Any]], metric: str) -> list[float] | None:
+        """The page's own value: every OCR metric averages pages."""
+        return [float(r[metric]) for r in rows] if rows and metric in rows[0] else None
+
     def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> Result:
         """Normalised edit distance and word precision/recall/F1 (`pr1.metrics.ocr`)."""
         return metrics.ocr(list(completions), list(records), frame=self.frame, thinking=self.thinking)
