@@ -128,10 +128,17 @@ def read_run_dir(
 ) -> tuple[dict[str, str], DictConfig | None, str]:
     """A run dir's ablation axes (from its metrics.json overrides, less its config's arm_exclude), its saved
     config, and why that config could not be read ("" when it could)."""
+    path = Path(run_dir) / CONFIG_FILE
     try:
         cfg, error = load_config(run_dir), ""
+    except FileNotFoundError:
+        cfg, error = None, f"no {CONFIG_FILE}"
     except (OSError, ValueError) as e:  # OmegaConf's YAML errors are ValueErrors
-        cfg, error = None, f"{type(e).__name__}: {e}"
+        # Without the run dir's path: the report stays the same wherever the results tree lies.
+        cfg, error = (
+            None,
+            f"unreadable {CONFIG_FILE}: {type(e).__name__}: {str(e).replace(str(path), CONFIG_FILE)}",
+        )
     exclude = list(cfg.arm_exclude) if cfg is not None and "arm_exclude" in cfg else default_arm_exclude()
     return arm_axes(overrides, exclude), cfg, error
 
