@@ -469,7 +469,8 @@ def to_markdown(
             "",
             f"## Swept overrides that nothing reads ({len(unread)})",
             "",
-            "Their arms run the same computation; a difference between them is noise.",
+            "Their arms compute the same thing: on the same seeds they agree up to nondeterminism, and a "
+            "difference between them is no effect of the override.",
             "",
             *[f"- {_md_cell(u['message'])}" for u in unread],
         ]
