@@ -1,11 +1,15 @@
-"""The ablation report of one sweep: a table of mean ± std over seeds per arm, curves, and a bar chart.
+"""The ablation report of one sweep: per arm and metric the mean with a 95% t-interval over seeds, the paired
+difference along each swept axis, the swept overrides nothing reads, curves, and a bar chart.
 
     python -m pr1.report results/<sweep> [--out DIR] [--metric val/acc50]
     python -m pr1.report --wandb-group <sweep> --wandb-project P [--wandb-entity E] --out DIR
 
 Reads `results/<sweep>/<arm>/seed<k>/{metrics.json,history.jsonl}` (see pr1.results), or the W&B runs of a
-group, and writes `report.md`, `report.csv`, `curves.png` and `final_bar.png`. Only completed runs enter the
-statistics; missing, failed, still-running and unreadable runs are listed with the reason instead. Exit code 0
+group, and writes `report.md`, `report.csv` (per arm), `report_paired.csv` (paired differences), `curves.png`
+and `final_bar.png`. Only completed runs enter the statistics; missing, failed, still-running and unreadable
+runs are listed with the reason instead. The metrics are the run's task metric and, for a task mixture, every
+`val/<task>/<metric>` of its final validation (the paper's Table 5: arms x per-task metrics). The output is a
+pure function of the run records: regenerating it from committed metrics gives the same bytes. Exit code 0
 when at least one run completed, 1 otherwise.
 """
 
@@ -13,17 +17,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import logging
 import math
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
 
 from pr1.results import (
     HISTORY_FILE,
@@ -33,21 +40,17 @@ from pr1.results import (
     read_run_metrics,
     summarize_history,
 )
+from pr1.stats import Interval, mean_ci, paired_diff_ci
+from pr1.sweep_summary import DEFAULT_VALUE, arm_axes, check_overrides, read_run_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_METRIC = "val/acc50"
 REWARD_KEY = "train/reward"
-
-# Table columns: key -> header; "final"/"best" are the task metric's, the header gets its name.
-COLUMNS: dict[str, str] = {
-    "final": "{metric} final",
-    "best": "{metric} best",
-    "reward_end": "reward end",
-    "reward_gain": "reward gain",
-    "steps": "steps",
-    "wall_time_s": "wall time (s)",
-}
+CSV_STATS = ("mean", "std", "lo", "hi", "n")
+# No matplotlib version in the PNGs: regenerating a committed report with another release keeps the bytes
+# wherever the drawing itself is unchanged.
+PNG_METADATA = {"Software": None}
 
 
 class ReportError(Exception):
@@ -65,21 +68,47 @@ class Run:
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # deduped, sorted by step
+    axes: dict[str, str] = field(default_factory=dict)  # ablation override key -> value (the arm's id)
+    config: DictConfig | None = None  # the saved composed config (config.yaml), to ask the task its readers
+    config_error: str = ""  # why config is None
 
     @property
     def finished(self) -> bool:
         return self.status == "completed"
 
 
+@dataclass(frozen=True)
+class Column:
+    """One statistic of a run: `key` names it in report.csv, `header` in report.md; `metric` columns are task
+    metrics (the Metrics table, the paired differences and the bar chart), the others describe training."""
+
+    key: str
+    header: str
+    value: Callable[[Run], float]
+    metric: bool
+
+
 @dataclass
 class ArmStats:
-    """One table row: mean and sample std (ddof=1) over the arm's finished seeds, per column."""
+    """One table row: per column, the mean and t-interval over the arm's finished seeds, and the std."""
 
     arm: str
     n_finished: int
     n_total: int
-    mean: dict[str, float]
+    ci: dict[str, Interval]  # column key -> interval
     std: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """`axis=a` minus `axis=b` on arms that agree on every other swept axis (`context`), paired by seed."""
+
+    axis: str
+    a: str
+    b: str
+    context: str
+    column: str  # header of the metric column
+    ci: Interval
 
 
 def _float(value: Any) -> float:
@@ -104,6 +133,7 @@ def _load_run_dir(sweep_dir: Path, rel: Path) -> Run:
         run.status, run.error = e.status, str(e)
         return run
     run.arm, run.seed, run.status, run.error, run.metrics = m["arm"], m["seed"], m["status"], m["error"], m
+    run.axes, run.config, run.config_error = read_run_dir(run_dir, m.get("overrides") or [])
     try:
         run.history = dedupe_steps(read_jsonl(run_dir / HISTORY_FILE))
     except FileNotFoundError:
@@ -176,14 +206,19 @@ def _wandb_run(w: Any) -> Run:
         "steps": history[-1]["step"] if history else 0,
         "wall_time_s": w.summary.get("_runtime"),
     }
+    arm = str(w.config.get("arm", w.name))
     return Run(
-        arm=str(w.config.get("arm", w.name)),
+        arm=arm,
         seed=seed if isinstance(seed, int) else None,
         source="/".join(w.path),
         status=status,
         error=None if status == "completed" else f"W&B state {w.state}",
         metrics=metrics,
         history=history,
+        # W&B keeps the composed config but not the command line: the axes come from the arm id's overrides.
+        axes=arm_axes(arm.split(","), exclude=()),
+        config=OmegaConf.create(dict(w.config)) if "task" in w.config else None,
+        config_error="" if "task" in w.config else "the W&B run's config has no task",
     )
 
 
@@ -210,38 +245,93 @@ def _nan_mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def _run_values(run: Run, metric: str) -> dict[str, float]:
-    m = run.metrics
-    return {
-        "final": _float(m.get("final", {}).get(metric)),
-        "best": _float(m.get("best", {}).get(metric)),
-        "reward_end": _float(m.get("reward_end")),
-        "reward_gain": _float(m.get("reward_end")) - _float(m.get("reward_start")),
-        "steps": _float(m.get("steps")),
-        "wall_time_s": _float(m.get("wall_time_s")),
-    }
+def _final(metric: str) -> Callable[[Run], float]:
+    return lambda r: _float(r.metrics.get("final", {}).get(metric))
 
 
-def ablation_table(runs: Sequence[Run], metric: str) -> list[ArmStats]:
+def columns(metrics: Sequence[str], task_metric: str) -> list[Column]:
+    """The final value of each metric, then the task metric's best, reward, steps and wall time."""
+    m = task_metric
+    return [
+        *(Column(f"{k}_final", k, _final(k), metric=True) for k in metrics),
+        Column(f"{m}_best", f"{m} best", lambda r: _float(r.metrics.get("best", {}).get(m)), metric=False),
+        Column("reward_end", "reward end", lambda r: _float(r.metrics.get("reward_end")), metric=False),
+        Column(
+            "reward_gain",
+            "reward gain",
+            lambda r: _float(r.metrics.get("reward_end")) - _float(r.metrics.get("reward_start")),
+            metric=False,
+        ),
+        Column("steps", "steps", lambda r: _float(r.metrics.get("steps")), metric=False),
+        Column("wall_time_s", "wall time (s)", lambda r: _float(r.metrics.get("wall_time_s")), metric=False),
+    ]
+
+
+TASK_METRIC_KEY = re.compile(r"^val/[^/]+/[^/]+$")  # a mixture's per-task metric: val/<task>/<metric>
+
+
+def metric_names(runs: Sequence[Run], task_metric: str) -> list[str]:
+    """The run's task metric, then every `val/<task>/<metric>` in a finished run's final validation."""
+    per_task = {k for r in runs if r.finished for k in r.metrics.get("final", {}) if TASK_METRIC_KEY.match(k)}
+    return [task_metric, *sorted(per_task - {task_metric})]
+
+
+def ablation_table(runs: Sequence[Run], cols: Sequence[Column]) -> list[ArmStats]:
     """One row per arm (sorted by name), statistics over its finished runs; values a run lacks are skipped."""
     rows = []
     for arm in sorted({r.arm for r in runs}):
         arm_runs = [r for r in runs if r.arm == arm]
-        done = [_run_values(r, metric) for r in arm_runs if r.finished]
-        values = np.array([[v[c] for c in COLUMNS] for v in done], dtype=float).reshape(
-            len(done), len(COLUMNS)
+        done = [r for r in arm_runs if r.finished]
+        values = np.array([[c.value(r) for c in cols] for r in done], dtype=float).reshape(
+            len(done), len(cols)
         )
-        mean, std = _nan_mean_std(values)
+        _, std = _nan_mean_std(values)
         rows.append(
             ArmStats(
                 arm=arm,
                 n_finished=len(done),
                 n_total=len(arm_runs),
-                mean=dict(zip(COLUMNS, mean.tolist(), strict=True)),
-                std=dict(zip(COLUMNS, std.tolist(), strict=True)),
+                ci={c.key: mean_ci(values[:, i]) for i, c in enumerate(cols)},
+                std=dict(zip([c.key for c in cols], std.tolist(), strict=True)),
             )
         )
     return rows
+
+
+def paired_differences(
+    runs: Sequence[Run], axes: Mapping[str, Sequence[str]], cols: Sequence[Column]
+) -> list[PairedDiff]:
+    """Per swept axis and pair of its values (a < b, sorted), `a - b` of each metric column on arms that agree
+    on every other swept axis, over the seeds both finished (`pr1.stats.paired_diff_ci`)."""
+    by_arm: dict[str, dict[int, Run]] = {}
+    axes_of: dict[str, dict[str, str]] = {}
+    for r in runs:
+        if r.finished and r.seed is not None:
+            by_arm.setdefault(r.arm, {})[r.seed] = r
+            axes_of.setdefault(r.arm, r.axes)
+    out = []
+    for axis in sorted(axes):
+        others = [k for k in sorted(axes) if k != axis]
+        groups: dict[tuple[str, ...], dict[str, str]] = {}
+        for arm, ax in sorted(axes_of.items()):
+            context = tuple(f"{k}={ax.get(k, DEFAULT_VALUE)}" for k in others)
+            groups.setdefault(context, {})[ax.get(axis, DEFAULT_VALUE)] = arm
+        for context, arm_of in sorted(groups.items()):
+            for a, b in itertools.combinations(sorted(arm_of), 2):
+                runs_a, runs_b = by_arm[arm_of[a]], by_arm[arm_of[b]]
+                seeds = sorted(runs_a.keys() & runs_b.keys())
+                for c in cols:
+                    if c.metric:
+                        ci = paired_diff_ci(
+                            [c.value(runs_a[s]) for s in seeds], [c.value(runs_b[s]) for s in seeds]
+                        )
+                        out.append(PairedDiff(axis, a, b, ",".join(context) or "—", c.header, ci))
+    return out
+
+
+def check_runs(runs: Sequence[Run]) -> dict:
+    """`pr1.sweep_summary.check_overrides` over the finished runs (the ones the statistics compare)."""
+    return check_overrides([(r.source, r.axes, r.config, r.config_error) for r in runs if r.finished])
 
 
 def _fmt(x: float) -> str:
@@ -268,64 +358,167 @@ def _reason(run: Run) -> str:
     return f"{run.status}: {detail}"
 
 
-def _notes(runs: Sequence[Run], metric: str) -> list[str]:
-    """Finished runs that are in the table but lack data for a column or the curves."""
+def _notes(runs: Sequence[Run], cols: Sequence[Column], check: Mapping[str, Any]) -> list[str]:
+    """Finished runs that are in the table but lack data for a column or the curves, and runs whose
+    components could not be asked which overrides they read."""
     notes = []
     for r in runs:
         if not r.finished:
             continue
         if not r.history:
             notes.append(f"{r.arm} seed {r.seed}: no history rows, left out of the curves ({r.source})")
-        if math.isnan(_run_values(r, metric)["final"]):
-            notes.append(f"{r.arm} seed {r.seed}: no final {metric}, left out of that column")
+        notes += [
+            f"{r.arm} seed {r.seed}: no final {c.header}, left out of that column"
+            for c in cols
+            if c.metric and math.isnan(c.value(r))
+        ]
+    notes += [
+        f"{u['run']}: cannot tell which components read the swept overrides: {u['error']}"
+        for u in check["readers_unknown"]
+    ]
     return notes
 
 
-def to_markdown(title: str, table: Sequence[ArmStats], runs: Sequence[Run], metric: str) -> str:
-    """report.md: the ablation table, the plots, and the runs that are not in it with the reason."""
-    headers = ["arm", "seeds finished"] + [h.format(metric=metric) for h in COLUMNS.values()]
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+
+
+def _ci_text(ci: Interval) -> str:
+    """`mean [lo, hi]`, the bare mean when the interval is undefined (one value), — without values."""
+    return _fmt(ci.mean) if math.isnan(ci.lo) else f"{_fmt(ci.mean)} [{_fmt(ci.lo)}, {_fmt(ci.hi)}]"
+
+
+def _cell(ci: Interval, n_finished: int) -> str:
+    """The interval, with the number of seeds when some finished seed lacks the value."""
+    return _ci_text(ci) if ci.n in (0, n_finished) else f"{_ci_text(ci)} (n={ci.n})"
+
+
+def to_markdown(
+    title: str,
+    table: Sequence[ArmStats],
+    paired: Sequence[PairedDiff],
+    runs: Sequence[Run],
+    cols: Sequence[Column],
+    check: Mapping[str, Any],
+) -> str:
+    """report.md: metrics and training tables, paired differences, unread overrides, plots, unfinished."""
+    metric_cols = [c for c in cols if c.metric]
     lines = [
         f"# Ablation report: {title}",
         "",
-        f"Task metric `{metric}`. Cells are mean ± sample std (ddof=1) over the finished seeds of each arm; "
-        "— where undefined (a single seed has no std). Reward gain is reward end − reward start, as each run "
-        "recorded them in metrics.json. Curves: mean over seeds with a ±std band; past the end of a shorter "
-        "run they average the remaining seeds.",
+        f"Task metric `{cols[0].header}`. Cells are the mean over the finished seeds of each arm and its 95% "
+        "confidence interval [lo, hi]: Student's t-interval with n − 1 degrees of freedom on the sample std "
+        "(pr1.stats), the bare mean for a single seed, — without data; (n=k) when only k of the finished "
+        "seeds have the value. Reward gain is reward end − reward start, as each run recorded them in "
+        "metrics.json. Curves: mean over seeds with a ±std band; past the end of a shorter run they average "
+        "the remaining seeds. The bar chart's error bars are the 95% t-intervals.",
         "",
-        "| " + " | ".join(headers) + " |",
-        "|" + "---|" * len(headers),
+        "## Metrics (final validation)",
+        "",
+        *_table(
+            ["arm", "seeds finished", *(c.header for c in metric_cols)],
+            (
+                [
+                    row.arm,
+                    f"{row.n_finished}/{row.n_total}",
+                    *(_cell(row.ci[c.key], row.n_finished) for c in metric_cols),
+                ]
+                for row in table
+            ),
+        ),
+        "",
+        "## Training",
+        "",
+        *_table(
+            ["arm", *(c.header for c in cols if not c.metric)],
+            (
+                [row.arm, *(_cell(row.ci[c.key], row.n_finished) for c in cols if not c.metric)]
+                for row in table
+            ),
+        ),
+        "",
+        f"## Paired differences ({len({(d.axis, d.a, d.b, d.context) for d in paired})})",
+        "",
     ]
-    for row in table:
-        cells = [_md_cell(row.arm), f"{row.n_finished}/{row.n_total}"]
-        cells += [f"{_fmt(row.mean[c])} ± {_fmt(row.std[c])}" for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+    if paired:
+        lines += [
+            "Per swept axis, value a − value b on the two arms that agree on every other swept axis, paired "
+            "by seed (the seeds both finished: n); mean and 95% paired t-interval. An interval that excludes "
+            "0 is marked *.",
+            "",
+            *_table(
+                ["axis", "a − b", "other axes", "metric", "difference [95% CI]", "n"],
+                (
+                    [
+                        d.axis,
+                        f"{d.a} − {d.b}",
+                        d.context,
+                        d.column,
+                        _ci_text(d.ci) + (" *" if d.ci.excludes_zero else ""),
+                        str(d.ci.n),
+                    ]
+                    for d in paired
+                ),
+            ),
+        ]
+    else:
+        lines.append("No swept axis with two arms that agree on the other axes.")
+    if unread := check["unread_overrides"]:
+        lines += [
+            "",
+            f"## Swept overrides that nothing reads ({len(unread)})",
+            "",
+            "Their arms compute the same thing: on the same seeds they agree up to nondeterminism, and a "
+            "difference between them is no effect of the override.",
+            "",
+            *[f"- {_md_cell(u['message'])}" for u in unread],
+        ]
     lines += ["", "![curves](curves.png)", "", "![final metric per arm](final_bar.png)", ""]
     unfinished = [r for r in runs if not r.finished]
     lines += [f"## Not finished ({len(unfinished)})", ""]
     if unfinished:
-        lines += ["| arm | seed | reason | source |", "|---|---|---|---|"]
-        for r in sorted(unfinished, key=lambda r: (r.arm, r.seed if r.seed is not None else -1)):
-            seed = "?" if r.seed is None else str(r.seed)
-            lines.append(f"| {_md_cell(r.arm)} | {seed} | {_md_cell(_reason(r))} | {_md_cell(r.source)} |")
+        lines += _table(
+            ["arm", "seed", "reason", "source"],
+            (
+                [r.arm, "?" if r.seed is None else str(r.seed), _reason(r), r.source]
+                for r in sorted(unfinished, key=lambda r: (r.arm, r.seed if r.seed is not None else -1))
+            ),
+        )
     else:
         lines.append("All runs completed.")
-    if notes := _notes(runs, metric):
+    if notes := _notes(runs, cols, check):
         lines += ["", "## Notes", "", *[f"- {_md_cell(n)}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, table: Sequence[ArmStats], metric: str) -> None:
-    """report.csv: full-precision numbers, a `<column>_mean`/`<column>_std` pair per column, NaN empty."""
-    names = [f"{metric}_{c}" if c in ("final", "best") else c for c in COLUMNS]
+def _num(x: float) -> str:
+    return "" if math.isnan(x) else repr(x)
+
+
+def write_csv(path: Path, table: Sequence[ArmStats], cols: Sequence[Column]) -> None:
+    """report.csv: full-precision numbers, `<column>_{mean,std,lo,hi,n}` per column, NaN empty."""
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(
-            ["arm", "seeds_finished", "seeds_total"] + [f"{n}_{s}" for n in names for s in ("mean", "std")]
+            ["arm", "seeds_finished", "seeds_total", *(f"{c.key}_{s}" for c in cols for s in CSV_STATS)]
         )
         for row in table:
-            stats = [v for c in COLUMNS for v in (row.mean[c], row.std[c])]
+            stats = []
+            for c in cols:
+                ci = row.ci[c.key]
+                stats += [_num(ci.mean), _num(row.std[c.key]), _num(ci.lo), _num(ci.hi), str(ci.n)]
+            w.writerow([row.arm, row.n_finished, row.n_total, *stats])
+
+
+def write_paired_csv(path: Path, paired: Sequence[PairedDiff]) -> None:
+    """report_paired.csv: one row per paired difference, full precision, NaN empty."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["axis", "a", "b", "other_axes", "metric", "mean", "lo", "hi", "n"])
+        for d in paired:
             w.writerow(
-                [row.arm, row.n_finished, row.n_total] + ["" if math.isnan(v) else repr(v) for v in stats]
+                [d.axis, d.a, d.b, d.context, d.column, _num(d.ci.mean), _num(d.ci.lo), _num(d.ci.hi), d.ci.n]
             )
 
 
@@ -379,33 +572,44 @@ def plot_curves(path: Path, runs: Sequence[Run], metric: str) -> None:
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, f"no {key} in any history", ha="center", va="center", transform=ax.transAxes)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
 
 
-def plot_final_bar(path: Path, table: Sequence[ArmStats], runs: Sequence[Run], metric: str) -> None:
-    """final_bar.png: the final task metric per arm, mean with ±std error bars and each seed as a dot."""
-    rows = [row for row in table if not math.isnan(row.mean["final"])]
-    fig = Figure(figsize=(8, 1.5 + 0.5 * max(len(rows), 1)), layout="constrained")
-    ax = fig.subplots()
-    for y, row in enumerate(rows):
-        err = 0.0 if math.isnan(row.std["final"]) else row.std["final"]
-        ax.barh(y, row.mean["final"], xerr=err, color=f"C{y % 10}", alpha=0.7, capsize=4)
-        seeds = [_run_values(r, metric)["final"] for r in runs if r.arm == row.arm and r.finished]
-        ax.scatter(seeds, [y] * len(seeds), s=25, facecolor="white", edgecolor="black", zorder=3)
-    ax.set_yticks(range(len(rows)), [f"{r.arm} ({r.n_finished}/{r.n_total})" for r in rows])
-    ax.invert_yaxis()
-    ax.set(xlabel=f"{metric} (final)", title=f"final {metric} per arm: mean ± std, dots are seeds")
-    ax.grid(axis="x", alpha=0.3)
-    if not rows:
-        ax.text(
-            0.5,
-            0.5,
-            f"no finished run has a final {metric}",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-    fig.savefig(path, dpi=100)
+def plot_final_bar(
+    path: Path, table: Sequence[ArmStats], runs: Sequence[Run], cols: Sequence[Column]
+) -> None:
+    """final_bar.png: per metric, the final value per arm, the mean with its 95% t-interval as error bars and
+    each seed as a dot."""
+    metric_cols = [c for c in cols if c.metric]
+    fig = Figure(
+        figsize=(8 if len(metric_cols) == 1 else 4 * len(metric_cols), 1.5 + 0.5 * max(len(table), 1)),
+        layout="constrained",
+    )
+    axes = np.atleast_1d(fig.subplots(1, len(metric_cols), sharey=True, squeeze=False)[0])
+    for ax, c in zip(axes, metric_cols, strict=True):
+        for y, row in enumerate(table):
+            ci = row.ci[c.key]
+            if math.isnan(ci.mean):
+                continue
+            err = [[0.0], [0.0]] if math.isnan(ci.lo) else [[ci.mean - ci.lo], [ci.hi - ci.mean]]
+            ax.barh(y, ci.mean, xerr=err, color=f"C{y % 10}", alpha=0.7, capsize=4)
+            seeds = [c.value(r) for r in runs if r.arm == row.arm and r.finished]
+            ax.scatter(seeds, [y] * len(seeds), s=25, facecolor="white", edgecolor="black", zorder=3)
+        ax.set(xlabel=f"{c.header} (final)", title=c.header)
+        ax.grid(axis="x", alpha=0.3)
+        if not ax.patches:
+            ax.text(
+                0.5,
+                0.5,
+                f"no finished run has a final {c.header}",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+    axes[0].set_yticks(range(len(table)), [f"{r.arm} ({r.n_finished}/{r.n_total})" for r in table])
+    axes[0].invert_yaxis()
+    fig.suptitle("final metric per arm: mean with 95% t-interval, dots are seeds")
+    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
 
 
 def _task_metric(runs: Sequence[Run]) -> str:
@@ -419,17 +623,23 @@ def _task_metric(runs: Sequence[Run]) -> str:
 def write_report(
     runs: Sequence[Run], out_dir: str | os.PathLike[str], title: str, metric: str | None = None
 ) -> int:
-    """Write report.md, report.csv, curves.png and final_bar.png into out_dir; return how many finished."""
+    """Write report.md, report.csv, report_paired.csv, curves.png and final_bar.png into out_dir; return how
+    many runs finished. `metric`: report that one metric only (default: the task metric and, for a mixture,
+    each task's)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = _dedupe_runs(list(runs))
-    metric = metric or _task_metric(runs)
-    table = ablation_table(runs, metric)
+    task_metric = metric or _task_metric(runs)
+    cols = columns([metric] if metric else metric_names(runs, task_metric), task_metric)
+    table = ablation_table(runs, cols)
+    check = check_runs(runs)
+    paired = paired_differences(runs, check["swept"], cols)
     finished = [r for r in runs if r.finished]
-    (out / "report.md").write_text(to_markdown(title, table, runs, metric), encoding="utf-8")
-    write_csv(out / "report.csv", table, metric)
-    plot_curves(out / "curves.png", finished, metric)
-    plot_final_bar(out / "final_bar.png", table, finished, metric)
+    (out / "report.md").write_text(to_markdown(title, table, paired, runs, cols, check), encoding="utf-8")
+    write_csv(out / "report.csv", table, cols)
+    write_paired_csv(out / "report_paired.csv", paired)
+    plot_curves(out / "curves.png", finished, task_metric)
+    plot_final_bar(out / "final_bar.png", table, finished, cols)
     return len(finished)
 
 

@@ -58,6 +58,21 @@ def compose():
     return _compose
 
 
+@pytest.fixture
+def save_run_config(compose):
+    """`save(run_dir, *overrides)`: write the config.yaml pr1.run would save for those overrides."""
+    from omegaconf import OmegaConf, open_dict
+
+    def save(run_dir, *overrides: str) -> None:
+        cfg = compose(*overrides)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    return save
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
     """Require a responding cluster with partition `cpu`: fail under PR1_REQUIRE_SLURM=1, else skip."""

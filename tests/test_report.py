@@ -1,9 +1,11 @@
-"""The ablation report on a synthetic results tree: statistics, tolerance of broken runs, files, plots."""
+"""The ablation report on a synthetic results tree: t-intervals and paired differences against scipy, unread
+overrides, tolerance of broken runs, files, plots, byte-identical regeneration."""
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +14,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import stats as sps
 
 from pr1 import report
 from pr1.results import append_jsonl, write_json_atomic
-from tests.helpers import run_dir_for
+from tests.helpers import ROOT, run_dir_for
 
 SWEEP = "matcher_thinking"
 ARM_A = "matcher=hungarian,thinking=true"
@@ -64,14 +67,16 @@ def _history(run_dir: Path, arm: str, seed: int, steps: range) -> None:
 
 
 @pytest.fixture
-def sweep_dir(tmp_path: Path) -> Path:
-    """Two arms x 3 finished seeds, plus a failed, a corrupt, a running and a missing-metrics run."""
+def sweep_dir(tmp_path: Path, save_run_config) -> Path:
+    """Two grounding arms (matcher swept) x 3 finished seeds with their config.yaml, plus a failed, a corrupt,
+    a running and a missing-metrics run."""
     root = tmp_path / "results"
     for arm in (ARM_A, ARM_B):
         for seed in range(3):
             d = run_dir_for(root, SWEEP, arm, seed)
             write_json_atomic(d / "metrics.json", _metrics(arm, seed))
             _history(d, arm, seed, range(VALUES[arm]["steps"][seed] + 1))
+            save_run_config(d, "task=grounding", *arm.split(","), f"seed={seed}")
     failed = run_dir_for(root, SWEEP, ARM_A, 3)
     tb = "Traceback (most recent call last):\n  File x\ntorch.OutOfMemoryError: CUDA out of memory\n"
     write_json_atomic(failed / "metrics.json", _metrics(ARM_A, 3, "failed", tb))
@@ -85,33 +90,48 @@ def sweep_dir(tmp_path: Path) -> Path:
     return root / SWEEP
 
 
-def test_table_means_and_stds_match_numpy(sweep_dir):
+def _t_interval(values) -> tuple[float, float]:
+    """The reference 95% t-interval, straight from scipy."""
+    v = np.asarray(values, dtype=float)
+    return sps.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=np.std(v, ddof=1) / np.sqrt(len(v)))
+
+
+def test_table_means_cis_and_stds_match_scipy(sweep_dir):
     runs = report.load_sweep(sweep_dir)
-    table = {row.arm: row for row in report.ablation_table(runs, METRIC)}
+    table = {row.arm: row for row in report.ablation_table(runs, report.columns([METRIC], METRIC))}
     assert set(table) == {ARM_A, ARM_B}
     assert (table[ARM_A].n_finished, table[ARM_A].n_total) == (3, 5)
     assert (table[ARM_B].n_finished, table[ARM_B].n_total) == (3, 5)
     for arm, v in VALUES.items():
         expected = {
-            "final": v["final"],
-            "best": v["best"],
+            f"{METRIC}_final": v["final"],
+            f"{METRIC}_best": v["best"],
             "reward_end": v["end"],
             "reward_gain": np.subtract(v["end"], v["start"]),
             "steps": v["steps"],
             "wall_time_s": v["wall"],
         }
         for col, vals in expected.items():
-            assert table[arm].mean[col] == pytest.approx(np.mean(vals)), (arm, col)
+            ci = table[arm].ci[col]
+            assert (ci.mean, ci.n) == (pytest.approx(np.mean(vals)), 3), (arm, col)
             assert table[arm].std[col] == pytest.approx(np.std(vals, ddof=1)), (arm, col)
+            if np.std(vals) > 0:
+                assert (ci.lo, ci.hi) == pytest.approx(_t_interval(vals)), (arm, col)
+    # Hand-worked: finals 0.50, 0.56, 0.47 -> mean 0.51, s = 0.045826, t_{0.975,2} = 4.302653, half 0.113838
+    ci = table[ARM_A].ci[f"{METRIC}_final"]
+    assert (ci.lo, ci.hi) == pytest.approx((0.51 - 0.113838, 0.51 + 0.113838), abs=1e-6)
 
 
 def test_report_files(sweep_dir, capsys):
     assert report.main([str(sweep_dir)]) == 0
     assert "6/10 finished" in capsys.readouterr().out
     md = (sweep_dir / "report.md").read_text()
+    assert "95% confidence interval" in md and "Student's t-interval" in md
     a = VALUES[ARM_A]["final"]
-    assert f"| {ARM_A} | 3/5 | {np.mean(a):.3f} ± {np.std(a, ddof=1):.3f} |" in md
-    assert "| val/acc50 final | val/acc50 best | reward end | reward gain | steps | wall time (s) |" in md
+    lo, hi = _t_interval(a)
+    assert f"| {ARM_A} | 3/5 | {np.mean(a):.3f} [{lo:.3f}, {hi:.3f}] |" in md
+    assert "| arm | seeds finished | val/acc50 |" in md
+    assert "| arm | val/acc50 best | reward end | reward gain | steps | wall time (s) |" in md
     not_finished = md.split("## Not finished (4)")[1]
     assert f"| {ARM_A} | 3 | failed: torch.OutOfMemoryError: CUDA out of memory |" in not_finished
     assert f"| {ARM_B} | 3 | corrupt: unreadable metrics.json" in not_finished
@@ -120,15 +140,103 @@ def test_report_files(sweep_dir, capsys):
 
     with open(sweep_dir / "report.csv", newline="") as f:
         rows = {r["arm"]: r for r in csv.DictReader(f)}
-    assert list(next(iter(rows.values())))[:5] == [
+    assert list(next(iter(rows.values())))[:8] == [
         "arm", "seeds_finished", "seeds_total", "val/acc50_final_mean", "val/acc50_final_std",
+        "val/acc50_final_lo", "val/acc50_final_hi", "val/acc50_final_n",
     ]  # fmt: skip
     b = VALUES[ARM_B]
     assert (rows[ARM_B]["seeds_finished"], rows[ARM_B]["seeds_total"]) == ("3", "5")
     assert float(rows[ARM_B]["val/acc50_best_mean"]) == pytest.approx(np.mean(b["best"]))
+    lo, hi = _t_interval(b["final"])
+    assert (float(rows[ARM_B]["val/acc50_final_lo"]), float(rows[ARM_B]["val/acc50_final_hi"])) == (
+        pytest.approx(lo),
+        pytest.approx(hi),
+    )
     assert float(rows[ARM_B]["reward_gain_std"]) == pytest.approx(
         np.std(np.subtract(b["end"], b["start"]), ddof=1)
     )
+
+
+def test_paired_difference_over_seeds_matches_scipy(sweep_dir):
+    assert report.main([str(sweep_dir)]) == 0
+    diff = np.subtract(VALUES[ARM_A]["final"], VALUES[ARM_B]["final"])  # hungarian - naive: .20, .15, .12
+    ref = sps.ttest_rel(VALUES[ARM_A]["final"], VALUES[ARM_B]["final"]).confidence_interval(0.95)
+    with open(sweep_dir / "report_paired.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["axis"], row["a"], row["b"], row["other_axes"], row["metric"], row["n"]) == (
+        "matcher", "hungarian", "naive", "—", METRIC, "3",
+    )  # fmt: skip
+    assert float(row["mean"]) == pytest.approx(diff.mean())
+    assert (float(row["lo"]), float(row["hi"])) == (pytest.approx(ref.low), pytest.approx(ref.high))
+    # Hand-worked: mean 0.156667, s = 0.040415, half-width 4.302653 * s / sqrt(3) = 0.100398
+    assert float(row["lo"]) == pytest.approx(0.156667 - 0.100398, abs=1e-5)
+    md = (sweep_dir / "report.md").read_text()
+    assert f"| matcher | hungarian − naive | — | {METRIC} | {diff.mean():.3f} [" in md
+    assert "] * | 3 |" in md  # the interval excludes zero
+
+
+def test_unread_matcher_is_flagged_in_the_report(sweep_dir):
+    assert report.main([str(sweep_dir)]) == 0
+    md = (sweep_dir / "report.md").read_text()
+    assert "## Swept overrides that nothing reads (1)" in md
+    assert (
+        "- matcher: read by nothing in task grounding "
+        "(components: prompt, answer, reward format, reward iou, metric acc50)"
+    ) in md
+
+
+def _write_mixture_run(root: Path, axes: dict[str, str], seed: int, finals: dict[str, float]) -> None:
+    arm = ",".join(f"{k}={v}" for k, v in sorted(axes.items()))
+    m = _metrics(ARM_A, 0) | {"arm": arm, "seed": seed, "overrides": [*arm.split(","), f"seed={seed}"]}
+    m |= {"task_metric": "val/score", "final": finals, "best": {"val/score": finals["val/score"]}}
+    write_json_atomic(run_dir_for(root, "mix", arm, seed) / "metrics.json", m)
+
+
+def test_mixture_metrics_and_two_axis_pairs(tmp_path):
+    """arms x per-task metrics (Table 5), and each axis paired within each value of the other axis."""
+    rng = np.random.default_rng(0)
+    values = {}
+    for matcher in ("hungarian", "naive"):
+        for lr in ("0.1", "0.2"):
+            for seed in range(3):
+                g, c = rng.uniform(size=2).round(3).tolist()
+                finals = {"val/score": (g + c) / 2, "val/grounding/acc50": g, "val/counting/count_acc": c}
+                finals["val/grounding/iou/hist"] = 0.0  # val/<a>/<b>/<c> is no task metric
+                _write_mixture_run(tmp_path, {"matcher": matcher, "objective.lr": lr}, seed, finals)
+                values[(matcher, lr, seed)] = finals
+    assert report.main([str(tmp_path / "mix")]) == 0
+    md = (tmp_path / "mix" / "report.md").read_text()
+    assert "| arm | seeds finished | val/score | val/counting/count_acc | val/grounding/acc50 |" in md
+    with open(tmp_path / "mix" / "report_paired.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * 3  # 2 axes x 2 contexts x 3 metrics
+    row = next(r for r in rows if r["axis"] == "objective.lr" and r["other_axes"] == "matcher=naive")
+    assert (row["a"], row["b"], row["metric"]) == ("0.1", "0.2", "val/score")
+    a = [values[("naive", "0.1", s)]["val/score"] for s in range(3)]
+    b = [values[("naive", "0.2", s)]["val/score"] for s in range(3)]
+    ref = sps.ttest_rel(a, b).confidence_interval(0.95)
+    assert (float(row["lo"]), float(row["hi"])) == (pytest.approx(ref.low), pytest.approx(ref.high))
+    # No saved configs: the matcher's readers are unknown, which the report says instead of guessing.
+    assert "cannot tell which components read the swept overrides: no config.yaml" in md
+    assert "## Swept overrides that nothing reads" not in md
+
+
+def test_report_is_byte_identical_when_regenerated(sweep_dir, tmp_path):
+    """Same bytes from the same records, in-process and from a fresh interpreter with another hash seed."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert report.main([str(sweep_dir), "--out", str(first)]) == 0
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pr1.report", str(sweep_dir), "--out", str(second)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in first.iterdir())
+    assert names == ["curves.png", "final_bar.png", "report.csv", "report.md", "report_paired.csv"]
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_plots_are_valid_pngs(sweep_dir, tmp_path):
@@ -150,11 +258,12 @@ def test_single_seed_has_no_std(tmp_path):
     write_json_atomic(d / "metrics.json", _metrics(ARM_A, 0))
     assert report.main([str(tmp_path / SWEEP)]) == 0
     md = (tmp_path / SWEEP / "report.md").read_text()
-    assert f"| {ARM_A} | 1/1 | 0.500 ± — | 0.550 ± — |" in md
+    assert f"| {ARM_A} | 1/1 | 0.500 |" in md and f"| {ARM_A} | 0.550 | 0.600 | 0.500 | 20 | 31 |" in md
     assert "no history rows, left out of the curves" in md
     with open(tmp_path / SWEEP / "report.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["val/acc50_final_mean"] == "0.5" and row["val/acc50_final_std"] == ""
+    assert (row["val/acc50_final_lo"], row["val/acc50_final_hi"], row["val/acc50_final_n"]) == ("", "", "1")
 
 
 @pytest.mark.parametrize(
@@ -250,4 +359,4 @@ def test_cli_module_entry_point(sweep_dir):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "| train/reward final |" in (sweep_dir / "report.md").read_text()
+    assert "| arm | seeds finished | train/reward |" in (sweep_dir / "report.md").read_text()

@@ -107,6 +107,33 @@ class Task(ABC):
     def frame(self) -> dict:
         return dict(self.run.frame)
 
+    # ------------------------------------------------------------------------------------- run-wide options
+    def components(self) -> dict[str, frozenset[str]]:
+        """Each component of the task -> the run-wide options (RunOptions fields) it reads.
+
+        Components: `prompt` (the thinking instruction), `answer` (the rendering in the model's frame, wrapped
+        for thinking), `reward <name>` (the options it declares, as `bind_reward` passes them) and
+        `metric <metric>` (evaluate passes frame and thinking). A sweep over an option nothing reads runs
+        identical arms; `pr1.sweep_summary` flags it. A task made of other tasks (a mixture) overrides this
+        with the union of its tasks' components, and `readers` follows.
+        """
+        run_wide = frozenset(RunOptions.__dataclass_fields__)
+        return {
+            "prompt": frozenset({"thinking"}),
+            "answer": frozenset({"thinking", "frame"}),
+            **{f"reward {t.name}": frozenset(options_of(t.name)) & run_wide for t in self.rewards},
+            f"metric {self.metric}": frozenset({"thinking", "frame"}),
+        }
+
+    def readers(self, option: str) -> list[str]:
+        """The components that read run-wide `option` (thinking | frame | matcher), e.g. ["reward count"]
+        for matcher on counting, [] on grounding."""
+        if option not in RunOptions.__dataclass_fields__:
+            raise ValueError(
+                f"{option!r} is not a run-wide option; valid: {sorted(RunOptions.__dataclass_fields__)}"
+            )
+        return [name for name, options in self.components().items() if option in options]
+
     @classmethod
     def from_config(cls, cfg: DictConfig, run: RunOptions) -> Task:
         """The task of `cfg.kind` (its class's `build`)."""
