@@ -111,6 +111,8 @@ class PR1Module(L.LightningModule):
         rl = self.obj.name == "rl"
         self.reference = Reference(policy, lora=cfg.model.lora.enabled) if rl and self.obj.beta > 0 else None
         self.val_outputs: list[tuple[str, dict]] = []
+        self.val_rows: tuple[list[dict], list[dict]] | None = None  # (records, rows) of the last validation
+        self.start_val_rows: tuple[list[dict], list[dict]] | None = None  # the same at step 0, this process
         self.batches_seen = 0  # rollout batches trained on by this process (drives gradient accumulation)
         self.samples_done = 0  # prompts consumed over all processes; the data sampler resumes from it
 
@@ -318,6 +320,11 @@ class PR1Module(L.LightningModule):
         self.val_outputs = []
 
     def on_validation_epoch_end(self) -> None:
-        metrics, _ = self.task.evaluate([t for t, _ in self.val_outputs], [r for _, r in self.val_outputs])
+        records = [{k: v for k, v in r.items() if k != "pil"} for _, r in self.val_outputs]
+        metrics, rows = self.task.evaluate([t for t, _ in self.val_outputs], records)
+        # Per-image rows of the latest validation, and of the step-0 one (the start of a paired comparison).
+        self.val_rows = (records, rows)
+        if self.trainer.global_step == 0 and self.start_val_rows is None:
+            self.start_val_rows = (records, rows)
         for k, v in metrics.items():
             self.log(f"val/{k}", v, prog_bar=k == self.task.metric, sync_dist=True)

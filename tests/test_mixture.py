@@ -171,3 +171,9 @@ def test_paired_improvement_per_task_matches_independent_computations(mixture_an
     assert d["method"].startswith("paired bootstrap") and d["end"] == pytest.approx(1.0)
     assert d["lo"] <= d["diff"] <= d["hi"]
     assert improvement(mix, records, end, end, resamples=29)["ocr/f1"]["diff"] == 0.0
+
+
+def test_mixture_readers_are_the_union_of_its_tasks(mixture_and_records):
+    _, mix, _ = mixture_and_records()
+    assert mix.readers("matcher") == ["counting: reward count", "detection: reward detection"]
+    assert "grounding: prompt" in mix.readers("thinking")

@@ -77,8 +77,11 @@ class Mixture(Task):
             out[self.task_name(r)].append(i)
         return {k: v for k, v in out.items() if v}
 
-    def readers(self, option: str) -> list[str]:
-        return sorted({f"{name}: {r}" for name, task in self.tasks.items() for r in task.readers(option)})
+    def components(self) -> dict[str, frozenset[str]]:
+        """Every task's components, named `<task>: <component>` (a mixture reads what its tasks read)."""
+        return {
+            f"{name}: {c}": opts for name, task in self.tasks.items() for c, opts in task.components().items()
+        }
 
     # ---------------------------------------------------------------------- per-record, by the record's task
     def messages(self, record: Mapping[str, Any]) -> list[dict]:
