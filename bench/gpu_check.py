@@ -398,6 +398,22 @@ def main(argv: list[str] | None = None) -> dict | None:
     work = Path(tempfile.mkdtemp(prefix="pr1-gpu-check-"))
     print(f"GPU check on {args.device}{' (tiny models)' if args.tiny else ''}: {setup}", flush=True)
     results: dict[str, dict] = {}
+    report = {
+        "device": args.device,
+        "tiny": args.tiny,
+        "complete": False,  # the file is rewritten after every mode: a run cut short keeps what it measured
+        "setup": setup,
+        "steps_per_run": args.steps,
+        "warmup_steps": warmup,
+        "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (ru_maxrss)",
+        "mixture": "grounding + counting records interleaved, each through its own task (bench MixedBatch): "
+        "pr1.tasks has no mixture task",
+        "machine": machine(cuda),
+        "versions": versions(),
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for name in models:
             t0 = time.perf_counter()
@@ -420,6 +436,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                 row["pr1_fast_path"] = runs["pr1"]["fast_path"]
                 row["raw"] = runs
                 results[name][mode] = row
+                out.write_text(json.dumps(report, indent=2) + "\n")
                 p, t, r = row["pr1"], row["trl"], row["pr1_over_trl"]
                 print(
                     f"  {mode:<8} pr1 {p['s_per_step']:7.3f} s/step {p['generated_tokens_per_s']:8.1f} tok/s "
@@ -432,21 +449,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             shutil.rmtree(ckpt)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = {
-        "device": args.device,
-        "tiny": args.tiny,
-        "setup": setup,
-        "steps_per_run": args.steps,
-        "warmup_steps": warmup,
-        "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (ru_maxrss)",
-        "mixture": "grounding + counting records interleaved, each through its own task (bench MixedBatch): "
-        "pr1.tasks has no mixture task",
-        "machine": machine(cuda),
-        "versions": versions(),
-        "results": results,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    report["complete"] = True
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return report
