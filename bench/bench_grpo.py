@@ -269,37 +269,103 @@ def run_pr1(spec: dict, setup: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- TRL side
 def run_trl(spec: dict, setup: dict) -> dict:
     """One TRL GRPOTrainer run on the same model, prompts (same order), settings and reward."""
-    import datasets
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from pr1 import rewards
     from pr1.model import asset_path
     from pr1.tasks.grounding import Grounding
 
-    s = setup
     path = asset_path("tiny-grounding-sft")
     processor = AutoProcessor.from_pretrained(path, min_pixels=56 * 56, max_pixels=112 * 112)  # as model=tiny
-    processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-    tok = processor.tokenizer
-    vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-    suppress = [i for i in tok.convert_tokens_to_ids(list(vision)) if i is not None]  # what pr1 suppresses
-
-    recs = records_in_pr1_order(load_records(Path(spec["data_dir"])), spec["steps"], s["prompts_per_step"])
+    recs = records_in_pr1_order(
+        load_records(Path(spec["data_dir"])), spec["steps"], setup["prompts_per_step"]
+    )
     text = [Grounding.template.format(question=r["question"]) for r in recs]  # thinking off
-    ds = datasets.Dataset.from_dict(
+    return train_trl(model, processor, trl_dataset(recs, text), [rewards.build(setup["reward"])], setup, spec)
+
+
+def trl_dataset(records: list[dict], prompts: list[str], **columns: list) -> Any:
+    """TRL's dataset of one image + prompt text per record, with the reward columns (and any `columns`)."""
+    import datasets
+
+    chats = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}] for t in prompts]
+    return datasets.Dataset.from_dict(
         {
-            "prompt": [
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}] for t in text
-            ],
-            "image": [r["image"] for r in recs],
-            "solution": [list(r["solution"]) for r in recs],
-            "image_size": [list(r["image_size"]) for r in recs],
+            "prompt": chats,
+            "image": [r["image"] for r in records],
+            "solution": [list(r["solution"]) for r in records],
+            "image_size": [list(r["image_size"]) for r in records],
+            **columns,
         }
     ).cast_column("image", datasets.Image())
 
+
+def grpo_config(setup: dict, steps: int, output_dir: str, suppress: list[int], **overrides: Any) -> Any:
+    """TRL's GRPOConfig with every knob pr1 also sets at `setup`'s value; `overrides` for the rest (device,
+    precision, gradient checkpointing)."""
+    from trl import GRPOConfig
+
+    s = setup
+    kwargs = dict(
+        use_cpu=True,
+        seed=s["seed"],
+        per_device_train_batch_size=s["prompts_per_step"] * s["num_generations"],
+        num_generations=s["num_generations"],
+        max_completion_length=s["max_new_tokens"],
+        temperature=s["temperature"],
+        top_p=s["top_p"],
+        top_k=s["top_k"],
+        beta=s["beta"],
+        learning_rate=s["lr"],
+        weight_decay=s["weight_decay"],
+        max_grad_norm=s["grad_clip"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        optim="adamw_torch",
+        epsilon=s["epsilon"],
+        epsilon_high=s["epsilon"],
+        num_iterations=s["num_iterations"],
+        loss_type=s["loss_type"],
+        scale_rewards=s["scale_rewards"],
+        shuffle_dataset=False,
+        gradient_checkpointing=False,  # TRL's default is True, pr1's model=tiny has it off
+        bf16=False,  # TRL's default is True, pr1's model=tiny is float32
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    return GRPOConfig(
+        output_dir=output_dir,
+        max_steps=steps,
+        generation_kwargs={"suppress_tokens": suppress},
+        **{**kwargs, **overrides},
+    )
+
+
+def train_trl(
+    model: Any,
+    processor: Any,
+    ds: Any,
+    reward_funcs: list,
+    setup: dict,
+    spec: dict,
+    peft_config: Any = None,
+    **config: Any,
+) -> dict:
+    """Train `model` with GRPOTrainer on `ds` for spec["steps"] steps; step times, lengths, rewards, bytes.
+    The vision tokens pr1 never samples are suppressed here too; `config` overrides grpo_config."""
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+
+    from pr1.engine import QWEN_VISION_TOKENS
+
+    processor.tokenizer.padding_side = "left"
+    tok = processor.tokenizer
+    suppress = [i for i in tok.convert_tokens_to_ids(list(QWEN_VISION_TOKENS)) if i is not None]
     clock = Clock()
     step_logs: list[dict] = []
     rss_before: list[float] = []
@@ -317,46 +383,14 @@ def run_trl(spec: dict, setup: dict) -> dict:
                 step_logs.append(logs)
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(
-            output_dir=tmp,
-            use_cpu=True,
-            seed=s["seed"],
-            per_device_train_batch_size=s["prompts_per_step"] * s["num_generations"],
-            num_generations=s["num_generations"],
-            max_completion_length=s["max_new_tokens"],
-            temperature=s["temperature"],
-            top_p=s["top_p"],
-            top_k=s["top_k"],
-            generation_kwargs={"suppress_tokens": suppress},
-            beta=s["beta"],
-            learning_rate=s["lr"],
-            weight_decay=s["weight_decay"],
-            max_grad_norm=s["grad_clip"],
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            optim="adamw_torch",
-            epsilon=s["epsilon"],
-            epsilon_high=s["epsilon"],
-            num_iterations=s["num_iterations"],
-            loss_type=s["loss_type"],
-            scale_rewards=s["scale_rewards"],
-            max_steps=spec["steps"],
-            shuffle_dataset=False,
-            gradient_checkpointing=False,  # TRL's default is True, pr1's model=tiny has it off
-            bf16=False,  # TRL's default is True, pr1's model=tiny is float32
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        )
         trainer = GRPOTrainer(
             model=model,
             processing_class=processor,
-            reward_funcs=[rewards.build(s["reward"])],
-            args=args,
+            reward_funcs=reward_funcs,
+            args=grpo_config(setup, spec["steps"], tmp, suppress, **config),
             train_dataset=ds,
             callbacks=[Timer()],
+            peft_config=peft_config,
         )
         trainer.train()
         policy_bytes, ptrs = unique_param_bytes(trainer.model)

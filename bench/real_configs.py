@@ -202,3 +202,17 @@ def real_config(name: str, **text_overrides) -> PretrainedConfig:
     tie = spec.pop("tie_word_embeddings")
     text = {**spec["text_config"], "tie_word_embeddings": tie, **text_overrides}
     return config_cls(text_config=text, vision_config=spec["vision_config"], tie_word_embeddings=tie)
+
+
+def with_token_ids(config: PretrainedConfig, tokenizer) -> PretrainedConfig:
+    """`config` with the special-token ids of `tokenizer` (e.g. pr1's tiny one, whose ids are small), so a
+    random-weight model at real size runs with a tokenizer available offline: the vocabulary stays the
+    published size (embedding and LM head at real cost); only the ids the model and processor look up move."""
+    ids = tokenizer.convert_tokens_to_ids
+    config.image_token_id = ids("<|image_pad|>")
+    config.video_token_id = ids("<|video_pad|>")
+    config.vision_start_token_id = ids("<|vision_start|>")
+    config.vision_end_token_id = ids("<|vision_end|>")
+    text = config.text_config
+    text.eos_token_id, text.pad_token_id, text.bos_token_id = ids("<|im_end|>"), tokenizer.pad_token_id, None
+    return config

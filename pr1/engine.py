@@ -1,4 +1,4 @@
-"""The policy engine: prompt encoding, rollout, shared-prefix log-probs, greedy decoding (Qwen2-VL family).
+"""The policy engine: prompt encoding, rollout, shared-prefix log-probs, greedy decoding (Qwen-VL families).
 
 It knows nothing of Lightning, rewards or losses, so the training module and `pr1.eval` drive the same code.
 Shapes: B prompts, G completions per prompt (rows grouped by prompt: row r continues prompt r // G), N = B*G
@@ -8,6 +8,7 @@ rows, P the padded prompt length, T the completion length, S the image patches o
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -16,23 +17,46 @@ import torch
 from transformers import GenerationConfig
 
 from pr1 import grpo
+from pr1.model import family_of_model_type
+
+log = logging.getLogger(__name__)
+
+QWEN_VISION_TOKENS = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 
 
 @dataclass(frozen=True)
 class Family:
-    """What pr1 needs to know about a model family's chat markup: its end-of-turn and vision tokens.
+    """What the engine needs to know about a model family: its chat markup's end-of-turn and vision tokens,
+    and whether it takes the shared-prefix fast path.
 
-    Vision placeholders must never be sampled: a completion holding one mismatches the image features.
+    Vision placeholders must never be sampled: a completion holding one mismatches the image features. The
+    fast path is built on the family's internals (`get_rope_index` with `mm_token_type_ids`, the KV cache's
+    `batch_select_indices` / `batch_repeat_interleave`, generate's [text; 3 M-RoPE axes] position layout);
+    a family whose internals differ sets `shared_prefix=False` and runs one forward per [prompt, completion]
+    row instead, which needs none of them (tests/test_engine.py checks both paths for every family).
     """
 
-    end_token: str
-    vision_tokens: tuple[str, ...]
+    name: str
+    end_token: str = "<|im_end|>"
+    vision_tokens: tuple[str, ...] = QWEN_VISION_TOKENS
+    shared_prefix: bool = True
 
 
-QWEN2_VL = Family(
-    end_token="<|im_end|>",
-    vision_tokens=("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"),
-)
+QWEN2_VL = Family("qwen2vl")
+QWEN25_VL = Family("qwen25vl")
+QWEN3_VL = Family("qwen3vl")
+FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN25_VL, QWEN3_VL)}
+
+
+def family_of(model: Any) -> Family:
+    """The family of a loaded model (PEFT-wrapped or not), from its config's model_type."""
+    return FAMILIES[family_of_model_type(model.config.model_type, type(model).__name__)]
 
 
 class Batch(NamedTuple):
@@ -83,7 +107,7 @@ class Rollout(NamedTuple):
     group_size: int  # G
     ids: torch.Tensor  # (N, T) completion tokens, padding after the end token
     mask: torch.Tensor  # (N, T) 1 up to and including the end token
-    positions: torch.Tensor  # (3, N, P + T) M-RoPE positions of each [prompt, completion] row
+    positions: torch.Tensor | None  # (3, N, P + T) M-RoPE positions of each row; None on the plain path
     texts: list[str]  # N decoded completions (markup kept, end token dropped)
 
 
@@ -100,11 +124,24 @@ def backbone(model: Any) -> torch.nn.Module:
 
 
 class PolicyEngine:
-    """Runs a policy (and any model sharing its architecture, such as the reference) on prompt batches."""
+    """Runs a policy (and any model sharing its architecture, such as the reference) on prompt batches.
+
+    The family is detected from the policy's config unless given; one without the shared-prefix fast path
+    is logged once, here, and every rollout and log-prob of this engine then takes the plain path.
+    """
 
     def __init__(
-        self, policy: Any, processor: Any, gradient_checkpointing: bool = False, family: Family = QWEN2_VL
+        self, policy: Any, processor: Any, gradient_checkpointing: bool = False, family: Family | None = None
     ):
+        family = family or family_of(policy)
+        if not family.shared_prefix:
+            log.warning(
+                "model family %s does not take the shared-prefix fast path: rollouts run generate with "
+                "num_return_sequences=G and log-probs one forward per [prompt, completion] row (same "
+                "results, each prompt encoded G times)",
+                family.name,
+            )
+        self.family = family
         self.policy = policy
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -191,41 +228,50 @@ class PolicyEngine:
 
         The prompts go through the model once (vision tower included) and their KV cache is repeated G times,
         so generation continues every row from its prompt's last token instead of re-encoding each prompt G
-        times: the same tokens as `generate(num_return_sequences=G)` (tests/test_engine.py).
+        times: the same tokens as `generate(num_return_sequences=G)` (tests/test_engine.py), which a family
+        without the fast path runs instead.
         """
         gen = self.generation_config(do_sample=True, **sampling._asdict())
-        ids, mask = prompts.input_ids, prompts.attention_mask
         was_training = self.policy.training
         self.policy.eval()
         with torch.no_grad():
-            positions, _ = backbone(self.policy).get_rope_index(
-                ids,
-                mm_token_type_ids=prompts.mm_token_type_ids,
-                image_grid_thw=prompts.image_grid_thw,
-                attention_mask=mask,
-            )
-            cache = self.policy(
-                input_ids=ids[:, :-1],
-                attention_mask=mask[:, :-1],
-                position_ids=positions[..., :-1],
-                pixel_values=prompts.pixel_values,
-                image_grid_thw=prompts.image_grid_thw,
-                use_cache=True,
-                logits_to_keep=1,
-            ).cache
-            cache.batch_repeat_interleave(g)
-            mask = mask.repeat_interleave(g, 0)
-            # generate's Qwen2-VL position layout: [text positions; 3 M-RoPE axes], extended per token.
-            text = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-            seqs = self.policy.generate(
-                input_ids=ids.repeat_interleave(g, 0),
-                attention_mask=mask,
-                position_ids=torch.cat([text[None], positions.repeat_interleave(g, 1)]),
-                cache=cache,
-                generation_config=gen,
-            )
+            if self.family.shared_prefix:
+                seqs = self._sample_shared(prompts, g, gen)
+            else:
+                gen.num_return_sequences = g
+                seqs = self.policy.generate(**prompts._asdict(), generation_config=gen)
         self.policy.train(was_training)
         return seqs
+
+    def _sample_shared(self, prompts: Batch, g: int, gen: GenerationConfig) -> torch.Tensor:
+        """`sample`'s fast path: prefill each prompt once, repeat its cache G times, continue every row."""
+        ids, mask = prompts.input_ids, prompts.attention_mask
+        positions, _ = backbone(self.policy).get_rope_index(
+            ids,
+            mm_token_type_ids=prompts.mm_token_type_ids,
+            image_grid_thw=prompts.image_grid_thw,
+            attention_mask=mask,
+        )
+        cache = self.policy(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[..., :-1],
+            pixel_values=prompts.pixel_values,
+            image_grid_thw=prompts.image_grid_thw,
+            use_cache=True,
+            logits_to_keep=1,
+        ).cache
+        cache.batch_repeat_interleave(g)
+        mask = mask.repeat_interleave(g, 0)
+        # The Qwen-VL families' generate position layout: [text positions; 3 M-RoPE axes], extended per token.
+        text = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        return self.policy.generate(
+            input_ids=ids.repeat_interleave(g, 0),
+            attention_mask=mask,
+            position_ids=torch.cat([text[None], positions.repeat_interleave(g, 1)]),
+            cache=cache,
+            generation_config=gen,
+        )
 
     def rollout(self, prompts: Batch, g: int, sampling: Sampling) -> Rollout:
         """`sample`, checked to keep group order, split into completions with mask, text and positions."""
@@ -236,7 +282,7 @@ class PolicyEngine:
             raise RuntimeError("rollout returned rows that do not continue their prompts in group order")
         ids = seqs[:, plen:]
         mask = self.completion_mask(ids)
-        positions = self.rope_positions(prompts.repeat(g), ids, mask)
+        positions = self.rope_positions(prompts.repeat(g), ids, mask) if self.family.shared_prefix else None
         return Rollout(prompts, g, ids, mask, positions, self.decode(ids, mask))
 
     def greedy(self, prompts: Batch, max_new_tokens: int) -> list[str]:
@@ -293,8 +339,9 @@ class PolicyEngine:
         """
         g, enc = rollout.group_size, rollout.prompts
         ids, mask, positions = rollout.ids[rows], rollout.mask[rows], rollout.positions
-        if self.gradient_checkpointing and torch.is_grad_enabled():
-            # Checkpointed layers drop the KV cache under autograd: run each row's [prompt, completion].
+        if not self.family.shared_prefix or (self.gradient_checkpointing and torch.is_grad_enabled()):
+            # The plain path: the family lacks the fast path's internals, or checkpointed layers drop the KV
+            # cache under autograd. Run each row's [prompt, completion].
             return self.row_logps(model, enc.select(rows // g), ids, mask, temperature, with_entropy)
         plen = enc.input_ids.shape[1]
         prompt_ids, row_prompt = torch.unique(rows // g, return_inverse=True)

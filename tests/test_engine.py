@@ -3,17 +3,24 @@
 `PolicyEngine.group_logps` runs each prompt once for its G completions (KV cache indexed out to the rows); it
 must give the same log-probs, entropies and gradients as `row_logps` (a forward over every [prompt,
 completion] row), with left-padded prompts of different lengths, completions that end early, micro-batches
-that split a group, and LoRA's adapter-disabled reference.
+that split a group, and LoRA's adapter-disabled reference. The fast path is built on Qwen-VL internals, so
+every check runs on a tiny random model of each family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: real classes), and
+the plain fallback for a family without the fast path is checked too.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
+import pytest
 import torch
 
 from pr1.data.dataset import RecordDataset
-from pr1.engine import PolicyEngine, Rollout, Sampling, chunks
+from pr1.engine import FAMILIES, PolicyEngine, Rollout, Sampling, chunks, family_of
 from pr1.model import Reference
-from tests.helpers import grounding_task
+from pr1.tiny import build_model, build_processor
+from tests.helpers import FAMILY_TINY, grounding_task
 
 G = 3
 TASK = grounding_task()
@@ -50,6 +57,18 @@ def rollout_batch(engine, records):
     return Rollout(enc, G, ids, mask, positions, engine.decode(ids, mask)), prompts
 
 
+@pytest.fixture(scope="module")
+def family_processors() -> dict:
+    return {family: build_processor(family=family) for family in FAMILIES}
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family_model(request, family_processors):
+    """(model, processor): a fresh tiny random model of each Qwen-VL family (real model/processor classes)."""
+    processor = family_processors[request.param]
+    return build_model(processor, family=request.param, **FAMILY_TINY), processor
+
+
 def perturb(model) -> None:
     """Move the weights off their initialisation so that every logit depends on them."""
     with torch.no_grad():
@@ -57,12 +76,12 @@ def perturb(model) -> None:
             p.add_(torch.randn_like(p) * 0.02)
 
 
-def test_shared_prefix_rollout_samples_what_generate_samples(
-    compose, tiny_model, tiny_processor, grounding_records
-):
+def test_shared_prefix_rollout_samples_what_generate_samples(family_model, grounding_records):
     """The rollout encodes each prompt once and repeats its cache; same seed, same tokens as generate's own
     expansion of every prompt G times."""
+    tiny_model, tiny_processor = family_model
     engine = PolicyEngine(tiny_model, tiny_processor)
+    assert engine.family.shared_prefix
     enc = two_prompts(engine, grounding_records)
     gen = engine.generation_config(do_sample=True, num_return_sequences=G, **SAMPLING._asdict())
     torch.manual_seed(0)
@@ -79,7 +98,8 @@ def test_shared_prefix_rollout_samples_what_generate_samples(
     assert torch.equal(ro.positions, engine.rope_positions(enc.repeat(G), ro.ids, ro.mask))
 
 
-def test_shared_prompt_logps_match_plain_forward(tiny_model, tiny_processor, grounding_records):
+def test_shared_prompt_logps_match_plain_forward(family_model, grounding_records):
+    tiny_model, tiny_processor = family_model
     engine = PolicyEngine(tiny_model, tiny_processor)
     ro, prompts = rollout_batch(engine, grounding_records)
     rows = torch.arange(len(ro.ids))
@@ -96,7 +116,8 @@ def test_shared_prompt_logps_match_plain_forward(tiny_model, tiny_processor, gro
         torch.testing.assert_close(frozen, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_shared_prompt_gradients_match_plain_forward(tiny_model, tiny_processor, grounding_records):
+def test_shared_prompt_gradients_match_plain_forward(family_model, grounding_records):
+    tiny_model, tiny_processor = family_model
     engine = PolicyEngine(tiny_model, tiny_processor)
     perturb(tiny_model)
     ro, prompts = rollout_batch(engine, grounding_records)
@@ -115,8 +136,10 @@ def test_shared_prompt_gradients_match_plain_forward(tiny_model, tiny_processor,
         torch.testing.assert_close(fast[name], g, rtol=1e-4, atol=1e-6 * float(g.abs().max()), msg=name)
 
 
-def test_shared_prompt_lora_reference_matches_plain_forward(tiny_model, tiny_processor, grounding_records):
+def test_shared_prompt_lora_reference_matches_plain_forward(family_model, grounding_records):
     from peft import LoraConfig, get_peft_model
+
+    tiny_model, tiny_processor = family_model
 
     policy = get_peft_model(tiny_model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
@@ -135,10 +158,11 @@ def test_shared_prompt_lora_reference_matches_plain_forward(tiny_model, tiny_pro
     assert not torch.allclose(adapted, fast), "adapters should change the policy's log-probs"
 
 
-def test_gradient_checkpointing_uses_the_plain_forward(tiny_model, tiny_processor, grounding_records):
+def test_gradient_checkpointing_uses_the_plain_forward(family_model, grounding_records):
     """Checkpointed layers drop the KV cache under autograd, so the update falls back to full rows."""
+    tiny_model, tiny_processor = family_model
     engine = PolicyEngine(tiny_model, tiny_processor, gradient_checkpointing=True)
-    tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tiny_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     tiny_model.train()
     ro, prompts = rollout_batch(engine, grounding_records)
     fast, _ = engine.group_logps(tiny_model, ro, torch.arange(len(ro.ids)), 1.0)
@@ -146,6 +170,66 @@ def test_gradient_checkpointing_uses_the_plain_forward(tiny_model, tiny_processo
     with torch.no_grad():
         plain, _ = engine.row_logps(tiny_model, prompts, ro.ids, ro.mask, 1.0)
     torch.testing.assert_close(fast.detach(), plain, rtol=1e-5, atol=1e-5)
+
+
+def test_family_is_detected_from_the_model_config(family_processors):
+    from peft import LoraConfig, get_peft_model
+
+    for name, processor in family_processors.items():
+        model = build_model(processor, family=name, **FAMILY_TINY)
+        assert family_of(model) is FAMILIES[name] and PolicyEngine(model, processor).family is FAMILIES[name]
+        wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+        assert family_of(wrapped) is FAMILIES[name]
+    model.config.model_type = "llava"
+    with pytest.raises(ValueError, match="'llava' is not a supported Qwen-VL family"):
+        PolicyEngine(model, processor)
+
+
+def test_a_family_without_the_fast_path_falls_back_to_the_plain_path(family_model, grounding_records, caplog):
+    """Same tokens, log-probs and gradients as the fast path, without any of its internals (no M-RoPE
+    positions in the rollout), and one log line saying so."""
+    model, processor = family_model
+    perturb(model)
+    plain_family = dataclasses.replace(family_of(model), shared_prefix=False)
+    fast = PolicyEngine(model, processor)
+    with caplog.at_level(logging.INFO, logger="pr1.engine"):
+        engine = PolicyEngine(model, processor, family=plain_family)
+        enc = two_prompts(engine, grounding_records)
+        torch.manual_seed(0)
+        ro = engine.rollout(enc, G, SAMPLING)
+        ro_fixed, prompts = rollout_batch(fast, grounding_records)
+        ro_fixed = ro_fixed._replace(positions=None)
+        rows = torch.arange(len(ro_fixed.ids))
+        plain, plain_ent = engine.group_logps(model, ro_fixed, rows, 0.7, with_entropy=True)
+        frozen = engine.frozen_logps(model, ro_fixed, 0.7, micro_batch=4)
+    logged = [r.getMessage() for r in caplog.records if "shared-prefix fast path" in r.getMessage()]
+    assert len(logged) == 1 and plain_family.name in logged[0]
+    torch.manual_seed(0)
+    expected = fast.rollout(enc, G, SAMPLING)
+    assert torch.equal(ro.ids, expected.ids) and ro.texts == expected.texts and ro.positions is None
+
+    with torch.no_grad():
+        by_row, by_row_ent = engine.row_logps(model, prompts, ro_fixed.ids, ro_fixed.mask, 0.7, True)
+    torch.testing.assert_close(plain, by_row, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain_ent, by_row_ent, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(frozen, by_row, rtol=1e-5, atol=1e-5)
+
+    ro_fast, _ = rollout_batch(fast, grounding_records)
+    weights = torch.rand(ro_fast.ids.shape, generator=torch.Generator().manual_seed(1)) * ro_fast.mask
+
+    def grads(eng: PolicyEngine, rollout: Rollout) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        logp = eng.group_logps(model, rollout, rows, 1.0)[0]
+        (logp * weights).sum().backward()
+        return logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_logp, plain_grads = grads(engine, ro_fixed)
+    fast_logp, fast_grads = grads(fast, ro_fast)
+    torch.testing.assert_close(plain_logp, fast_logp, rtol=1e-5, atol=1e-5)
+    assert plain_grads.keys() == fast_grads.keys()
+    for name, g in fast_grads.items():
+        tol = 1e-6 * float(g.abs().max())
+        torch.testing.assert_close(plain_grads[name], g, rtol=1e-4, atol=tol, msg=name)
 
 
 def test_decode_keeps_markup_and_drops_end_and_padding(tiny_model, tiny_processor):

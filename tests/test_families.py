@@ -1,6 +1,7 @@
 """Every Qwen-VL family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): tiny offline checkpoints, the frame detected from
-the checkpoint, the coordinate-frame contract through the real processor, the shared-prefix fast path, and
-GRPO / SFT / eval / resume / LoRA end to end through `python -m pr1.run` and `python -m pr1.eval`."""
+the checkpoint, the coordinate-frame contract through the real processor, and GRPO / SFT / eval / resume /
+LoRA end to end through `python -m pr1.run` and `python -m pr1.eval` (the shared-prefix fast path of each
+family: tests/test_engine.py)."""
 
 from __future__ import annotations
 
