@@ -11,7 +11,7 @@ optimiser, KL, loss, reward function), in four modes:
 - `full`: full fine-tuning; `lora`: LoRA with pr1's model-config adapters on both sides (reference = the
   adapter-disabled policy on both); `gc`: full fine-tuning with gradient checkpointing;
 - `mixture`: a batch mixing grounding and counting records, each prompted and scored by its own task
-  (`iou`, `count`). pr1.tasks has no mixture task, so `MixedBatch` below routes each record to its task.
+  (`iou`, `count`), routed per record by pr1's task mixture (`pr1.tasks.mixture.Mixture`).
 
 Every (architecture, mode, side) runs in its own subprocess, so its peak memory is its own. Printed and
 written to results/bench/gpu.json: s/step (median after the warm-up step), generated tokens/s (completion
@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from bench.bench_grpo import (  # noqa: E402
 )
 from bench.real_configs import REAL_CONFIGS, real_config, with_token_ids  # noqa: E402
 from pr1.tasks.base import RewardTerm, Task  # noqa: E402
+from pr1.tasks.mixture import Mixture  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "gpu.json"
 MODES = ("full", "lora", "gc", "mixture")
@@ -69,58 +70,6 @@ TINY_BUILD = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "vision_depth"
 
 
 # ---------------------------------------------------------------------------------------------- tasks
-class MixedBatch(Task):
-    """Routes each record (its `task` key) to that kind's task for prompt, answer, rewards and metrics.
-
-    Its reward terms are `<kind>/<reward>`; a row of another kind scores 0 on them, so each row's weighted
-    sum is its own task's reward.
-    """
-
-    def __init__(self, tasks: Mapping[str, Task]):
-        self.tasks = dict(tasks)
-        terms = [
-            RewardTerm(f"{kind}/{t.name}", t.weight, t.fn, t.needs_step)
-            for kind, task in self.tasks.items()
-            for t in task.rewards
-        ]
-        super().__init__(terms, "reward", next(iter(self.tasks.values())).run)
-
-    def messages(self, record: Mapping[str, Any]) -> list[dict]:
-        return self.tasks[record["task"]].messages(record)
-
-    def prompt(self, record: Mapping[str, Any]) -> str:
-        return self.tasks[record["task"]].prompt(record)
-
-    def render(self, record: Mapping[str, Any]) -> str:
-        return self.tasks[record["task"]].render(record)
-
-    def truth_items(self, record: Mapping[str, Any]) -> list[list[float]]:
-        return self.tasks[record["task"]].truth_items(record)
-
-    def score(
-        self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]], step: int | None = None
-    ) -> dict[str, list[float]]:
-        out = {}
-        for kind, task in self.tasks.items():
-            rows = [i for i, r in enumerate(records) if r["task"] == kind]
-            scores = task.score([completions[i] for i in rows], [records[i] for i in rows], step)
-            for name, values in scores.items():
-                full = [0.0] * len(records)
-                for i, v in zip(rows, values, strict=True):
-                    full[i] = v
-                out[f"{kind}/{name}"] = full
-        return out
-
-    def evaluate(self, completions: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> tuple:
-        metrics, rows = {}, []
-        for kind, task in self.tasks.items():
-            idx = [i for i, r in enumerate(records) if r["task"] == kind]
-            m, r = task.evaluate([completions[i] for i in idx], [records[i] for i in idx])
-            metrics.update({f"{kind}/{k}": v for k, v in m.items()})
-            rows += r
-        return metrics, rows
-
-
 def trl_reward(kind: str, term: RewardTerm) -> Callable[..., list[float | None]]:
     """A term of `kind`'s task as a TRL reward: scored on that kind's rows (solutions stored as JSON, since
     the kinds' solutions differ in shape), None on the others (TRL leaves them out of the sum)."""
@@ -214,7 +163,7 @@ def run_pr1(spec: dict, setup: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, tasks, records = build_tasks(spec, setup, Path(tmp))
-        task = MixedBatch(tasks) if spec["mode"] == "mixture" else tasks["grounding"]
+        task = Mixture(tasks, tasks["grounding"].run) if spec["mode"] == "mixture" else tasks["grounding"]
         L.seed_everything(int(cfg.seed))
         policy, processor = load_policy(cfg.model)
         module = PR1Module(cfg, task, policy, processor)
@@ -406,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "steps_per_run": args.steps,
         "warmup_steps": warmup,
         "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (ru_maxrss)",
-        "mixture": "grounding + counting records interleaved, each through its own task (bench MixedBatch): "
+        "mixture": "grounding + counting records interleaved, each through its own task (pr1's Mixture): "
         "pr1.tasks has no mixture task",
         "machine": machine(cuda),
         "versions": versions(),
