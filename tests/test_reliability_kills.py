@@ -1,0 +1,156 @@
+"""A run killed at seeded points (mid-step, mid-validation, mid-checkpoint, before the first checkpoint,
+repeatedly, with grad_accum=2) by SIGKILL, SIGTERM or SIGUSR2 and rerun ends with the records of an
+uninterrupted run: history.jsonl, metrics.json's final/best/reward_start/reward_end/steps, best.ckpt and
+last.ckpt (weights, optimizer state, step) identical."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pr1.preemption import PREEMPTED_EXIT_CODE
+from tests.helpers import ROOT, TINY_MODEL
+
+pytestmark = pytest.mark.slow
+
+BASE = [
+    "experiment=smoke",
+    *TINY_MODEL,
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=2",
+    "trainer.enable_progress_bar=false",
+]
+ACCUM = ["objective.grad_accum=2", "trainer.val_check_interval=3"]  # checkpoints fall mid-cycle too
+SEED = 18
+METRIC_KEYS = ("status", "steps", "final", "best", "reward_start", "reward_end", "task_metric", "arm")
+
+
+def run(root: Path, extra: list[str], faults: list[tuple[str, int, str]] = ()) -> subprocess.CompletedProcess:
+    args = [*BASE, *extra]
+    for i, (phase, n, sig) in enumerate(faults):
+        key = f"+callbacks.fault{i}"
+        args += [
+            f"{key}._target_=tests.faults.Fault",
+            f"{key}.phase={phase}",
+            f"{key}.n={n}",
+            f"{key}.sig={sig}",
+            f"{key}.marker={root}/fault{i}.done",
+        ]
+    env = {**os.environ, "PR1_ROOT": str(root), "PR1_DATA_DIR": str(root.parent / "data"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pr1.run", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+def run_dir(root: Path) -> Path:
+    (found,) = (root / "results" / "default").glob("*/seed0")  # the arm: TINY_MODEL (+ grad_accum)
+    return found
+
+
+def history(path: Path) -> list[dict]:
+    """history.jsonl without the wall-clock timings (time/*), which no two runs share."""
+    rows = [json.loads(line) for line in (path / "history.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def checkpoint_state(path: Path) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return {
+        "global_step": ckpt["global_step"],
+        "weights": ckpt["state_dict"],
+        "optimizer": ckpt["optimizer_states"],
+        "samples_done": ckpt["pr1"]["samples_done"],
+    }
+
+
+def assert_same_tensors(a, b, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_tensors(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def assert_same_records(whole: Path, broken: Path) -> None:
+    assert history(broken) == history(whole)
+    mw, mb = (json.loads((d / "metrics.json").read_text()) for d in (whole, broken))
+    assert {k: mb[k] for k in METRIC_KEYS} == {k: mw[k] for k in METRIC_KEYS}
+    for name in ("best.ckpt", "last.ckpt"):
+        assert_same_tensors(
+            checkpoint_state(broken / "checkpoints" / name), checkpoint_state(whole / "checkpoints" / name), name
+        )
+    assert not list(broken.glob(".*.tmp")) and not list((broken / "checkpoints").glob(".*.tmp"))
+    assert not list((broken / "checkpoints").glob("*-v*.ckpt"))  # one writer: no Lightning duplicates
+
+
+def scenarios() -> list[tuple[str, list[str], list[tuple[str, int, str]]]]:
+    """Seeded kill points: (name, extra overrides, faults fired one per process, in order)."""
+    rng = random.Random(SEED)
+    sig = lambda: rng.choice(["SIGKILL", "SIGTERM", "SIGUSR2"])  # noqa: E731
+    return [
+        ("before-first-checkpoint", [], [("backward", rng.choice([0, 1]), "SIGKILL")]),
+        ("mid-step", [], [("backward", rng.randint(2, 5), sig())]),
+        ("mid-validation", [], [("validation", rng.choice([2, 4]), sig())]),
+        ("mid-checkpoint", [], [("checkpoint", rng.choice([2, 4]), "SIGKILL")]),
+        ("repeated", [], [("backward", 1, "SIGUSR2"), ("validation", 4, "SIGKILL"), ("backward", 5, "SIGTERM")]),
+        ("grad-accum", ACCUM, [("backward", rng.choice([1, 2]), "SIGUSR2"), ("validation", 3, sig())]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, Path]:
+    out = {}
+    for name, extra in (("plain", []), ("accum", ACCUM)):
+        root = tmp_path_factory.mktemp(f"whole-{name}")
+        proc = run(root, extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out[name] = run_dir(root)
+    return out
+
+
+@pytest.mark.parametrize("name, extra, faults", scenarios(), ids=[s[0] for s in scenarios()])
+def test_killed_run_has_the_records_of_an_uninterrupted_one(tmp_path, uninterrupted, name, extra, faults):
+    root = tmp_path / name
+    for i, (phase, n, sig) in enumerate(faults):
+        proc = run(root, extra, faults)  # each fires once (its marker), in the order listed
+        fired = (root / f"fault{i}.done").exists()
+        assert fired, f"fault {phase} {n} never fired:\n{proc.stderr[-3000:]}"
+        expected = {"SIGKILL": -9, "SIGTERM": PREEMPTED_EXIT_CODE, "SIGUSR2": PREEMPTED_EXIT_CODE}[sig]
+        assert proc.returncode == expected, proc.stderr[-3000:]
+        metrics = json.loads((run_dir(root) / "metrics.json").read_text())
+        assert metrics["status"] == ("running" if sig == "SIGKILL" else "preempted")
+    final = run(root, extra, faults)
+    assert final.returncode == 0, final.stderr[-3000:]
+    whole = uninterrupted["accum" if extra else "plain"]
+    assert_same_records(whole, run_dir(root))
+    again = run(root, extra)  # rerunning the completed run changes nothing
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_records(whole, run_dir(root))
+
+
+def test_broken_last_checkpoint_is_moved_aside_and_the_run_falls_back(tmp_path, uninterrupted):
+    """A 0-byte last.ckpt (a kill while a non-atomic writer committed it) never blocks the rerun."""
+    root = tmp_path / "broken"
+    proc = run(root, [], [("validation", 4, "SIGUSR2")])
+    assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
+    rd = run_dir(root)
+    (rd / "checkpoints" / "last.ckpt").write_bytes(b"")
+    rerun = run(root, [])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "last.ckpt is unreadable" in rerun.stderr and "last.ckpt.corrupt-0" in rerun.stderr
+    assert (rd / "checkpoints" / "last.ckpt.corrupt-0").stat().st_size == 0
+    assert_same_records(uninterrupted["plain"], rd)
