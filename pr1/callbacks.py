@@ -15,7 +15,6 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 
 from pr1.preemption import Preempted
-from pr1.resume import RECORDS_KEY
 from pr1.results import (
     HISTORY_FILE,
     METRICS_FILE,
@@ -24,7 +23,7 @@ from pr1.results import (
     summarize_history,
     write_json_atomic,
 )
-
+from pr1.resume import RECORDS_KEY
 
 PREEMPTIONS = ("UncompletedJobError", "SIGTERMException")
 
@@ -120,8 +119,8 @@ class RunRecorder(L.Callback):
 
     @rank_zero_only
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # Preempted: a SIGTERM/SIGUSR2 stop after its checkpoint; SystemExit and submitit's UncompletedJobError:
-        # submitit requeueing the job after that checkpoint; SIGTERMException: Lightning's own SIGTERM stop.
+        # Preempted: a SIGTERM/SIGUSR2 stop after its checkpoint; SystemExit and UncompletedJobError: submitit
+        # requeueing the job after that checkpoint; SIGTERMException: Lightning's own SIGTERM stop.
         preempted = isinstance(exception, (Preempted, SystemExit)) or type(exception).__name__ in PREEMPTIONS
         status = "preempted" if preempted else "failed"
         self.write(trainer, status, error=f"{type(exception).__name__}: {exception}")

@@ -10,9 +10,10 @@ skips or repeats a validation:
 - `best.ckpt` whenever a validation's `monitor` value is >= the best so far (the later one on a tie, as
   metrics.json's `best`); the best-so-far travels in every checkpoint, so it holds across resumes.
 
-Each file is written as a temp file in the same directory, fsynced and `os.replace`d over its name (Lightning's
-own writer may stage it in `$TMPDIR` and copy it across file systems without fsync): a kill leaves the old
-file or the new one, never a partial one. Stale temp files of a killed writer are removed at the next start.
+Each file is written as a temp file in the same directory, fsynced and `os.replace`d over its name
+(Lightning's own writer may stage it in `$TMPDIR` and copy it across file systems without fsync): a kill
+leaves the old file or the new one, never a partial one. Stale temp files of a killed writer are removed at
+the next start.
 """
 
 from __future__ import annotations
@@ -80,7 +81,11 @@ class RunCheckpoints(Checkpoint):
 
     # -------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_step": self.best_step, "every_n_steps": self.every_n_steps}
+        return {
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "every_n_steps": self.every_n_steps,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("every_n_steps", self.every_n_steps) != self.every_n_steps:
@@ -93,13 +98,15 @@ class RunCheckpoints(Checkpoint):
 
     # -------------------------------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After Lightning's own SIGTERM handler is in place (it would abort at the next step, checkpoint or not).
+        # After Lightning's SIGTERM handler is in place (it would abort at the next step, checkpoint or not).
         self.signals.install()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signals.restore()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self.signals.restore()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -74,7 +74,9 @@ def resume_checkpoint(run_dir: str | os.PathLike[str], resume: bool) -> ResumePo
         except ValueError as exc:
             aside = _aside_name(path)
             os.replace(path, aside)
-            log.warning("%s is unreadable (%s): moved it to %s and trying the previous checkpoint", path, exc, aside)
+            log.warning(
+                "%s is unreadable (%s): moved it to %s and trying the previous checkpoint", path, exc, aside
+            )
     return None
 
 

@@ -125,7 +125,9 @@ def _check(cfg: DictConfig, rules: tuple[Rule, ...]) -> None:
 def check_metric(metric: str, names: set[str], kind: str) -> None:
     """task.metric must be one of the metrics the task reports (`names`, from the task's own evaluation)."""
     if metric not in names:
-        raise ValueError(f"task.metric must be one of {sorted(names)} (the metrics of task kind {kind}), got {metric!r}")
+        raise ValueError(
+            f"task.metric must be one of {sorted(names)} (the metrics of task kind {kind}), got {metric!r}"
+        )
 
 
 def validate(cfg: DictConfig) -> None:

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from pr1.preemption import PREEMPTED_EXIT_CODE
 from tests.helpers import ROOT, TINY_MODEL
+from tests.records import assert_same_records
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,6 @@ BASE = [
 ]
 ACCUM = ["objective.grad_accum=2", "trainer.val_check_interval=3"]  # checkpoints fall mid-cycle too
 SEED = 18
-METRIC_KEYS = ("status", "steps", "final", "best", "reward_start", "reward_end", "task_metric", "arm")
 
 
 def run(root: Path, extra: list[str], faults: list[tuple[str, int, str]] = ()) -> subprocess.CompletedProcess:
@@ -43,58 +42,25 @@ def run(root: Path, extra: list[str], faults: list[tuple[str, int, str]] = ()) -
             f"{key}.sig={sig}",
             f"{key}.marker={root}/fault{i}.done",
         ]
-    env = {**os.environ, "PR1_ROOT": str(root), "PR1_DATA_DIR": str(root.parent / "data"), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PR1_ROOT": str(root),
+        "PR1_DATA_DIR": str(root.parent / "data"),
+        "OMP_NUM_THREADS": "1",
+    }
     return subprocess.run(
-        [sys.executable, "-m", "pr1.run", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "pr1.run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
 def run_dir(root: Path) -> Path:
     (found,) = (root / "results" / "default").glob("*/seed0")  # the arm: TINY_MODEL (+ grad_accum)
     return found
-
-
-def history(path: Path) -> list[dict]:
-    """history.jsonl without the wall-clock timings (time/*), which no two runs share."""
-    rows = [json.loads(line) for line in (path / "history.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
-
-
-def checkpoint_state(path: Path) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return {
-        "global_step": ckpt["global_step"],
-        "weights": ckpt["state_dict"],
-        "optimizer": ckpt["optimizer_states"],
-        "samples_done": ckpt["pr1"]["samples_done"],
-    }
-
-
-def assert_same_tensors(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
-def assert_same_records(whole: Path, broken: Path) -> None:
-    assert history(broken) == history(whole)
-    mw, mb = (json.loads((d / "metrics.json").read_text()) for d in (whole, broken))
-    assert {k: mb[k] for k in METRIC_KEYS} == {k: mw[k] for k in METRIC_KEYS}
-    for name in ("best.ckpt", "last.ckpt"):
-        assert_same_tensors(
-            checkpoint_state(broken / "checkpoints" / name), checkpoint_state(whole / "checkpoints" / name), name
-        )
-    assert not list(broken.glob(".*.tmp")) and not list((broken / "checkpoints").glob(".*.tmp"))
-    assert not list((broken / "checkpoints").glob("*-v*.ckpt"))  # one writer: no Lightning duplicates
 
 
 def scenarios() -> list[tuple[str, list[str], list[tuple[str, int, str]]]]:
@@ -106,7 +72,11 @@ def scenarios() -> list[tuple[str, list[str], list[tuple[str, int, str]]]]:
         ("mid-step", [], [("backward", rng.randint(2, 5), sig())]),
         ("mid-validation", [], [("validation", rng.choice([2, 4]), sig())]),
         ("mid-checkpoint", [], [("checkpoint", rng.choice([2, 4]), "SIGKILL")]),
-        ("repeated", [], [("backward", 1, "SIGUSR2"), ("validation", 4, "SIGKILL"), ("backward", 5, "SIGTERM")]),
+        (
+            "repeated",
+            [],
+            [("backward", 1, "SIGUSR2"), ("validation", 4, "SIGKILL"), ("backward", 5, "SIGTERM")],
+        ),
         ("grad-accum", ACCUM, [("backward", rng.choice([1, 2]), "SIGUSR2"), ("validation", 3, sig())]),
     ]
 
