@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -29,8 +28,6 @@ from pr1.resume import CHECKPOINT_DIR, resume_checkpoint, trim_history
 from pr1.tasks import Task
 
 log = logging.getLogger("pr1")
-# pr1 checkpoints after the optimizer step on purpose (a resumed run continues from the updated policy).
-warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
 
 def build_data(cfg: DictConfig) -> RecordDataModule:
