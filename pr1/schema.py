@@ -92,6 +92,7 @@ RUN = (
 )
 MISSING = object()
 # A hub id is `org/name` (or a bare `name`); anything else is read as a local folder.
+ASSETS = Path(__file__).resolve().parent / "assets"  # the embedded checkpoints (pr1.model.asset_path)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -106,6 +107,9 @@ def model_path_problem(path: Any) -> str | None:
     text = str(path)
     local = Path(text).expanduser()
     if local.exists() or not HUB_ID.match(text) or text.startswith(("~", ".")):
+        if not local.is_dir() and local.parent == ASSETS:
+            rebuild = "python -m pr1.run experiment=build_tiny"
+            return f"model.path={text!r}: embedded checkpoint missing; rebuild it with {rebuild}"
         if not local.is_dir():
             return f"model.path={text!r}: no such folder (and not a hub id of the form org/name)"
         if not (local / "config.json").is_file():
