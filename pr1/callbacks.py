@@ -14,6 +14,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 
+from pr1.preemption import Preempted
 from pr1.results import (
     HISTORY_FILE,
     METRICS_FILE,
@@ -22,6 +23,9 @@ from pr1.results import (
     summarize_history,
     write_json_atomic,
 )
+from pr1.resume import RECORDS_KEY
+
+PREEMPTIONS = ("UncompletedJobError", "SIGTERMException")
 
 
 def git_commit() -> str | None:
@@ -108,8 +112,15 @@ class RunRecorder(L.Callback):
         if trainer.state.fn == "fit":
             self.write(trainer, "running")
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        """The number of history rows this checkpoint's state has written: a resume keeps exactly those."""
+        rows = len(read_jsonl(self.history_path)) if self.history_path.exists() else 0
+        checkpoint[RECORDS_KEY] = {"history_rows": rows}
+
     @rank_zero_only
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # SystemExit here is submitit requeueing a preempted job after pr1 checkpointed it.
-        status = "preempted" if isinstance(exception, SystemExit) else "failed"
+        # Preempted: a SIGTERM/SIGUSR2 stop after its checkpoint; SystemExit and UncompletedJobError: submitit
+        # requeueing the job after that checkpoint; SIGTERMException: Lightning's own SIGTERM stop.
+        preempted = isinstance(exception, (Preempted, SystemExit)) or type(exception).__name__ in PREEMPTIONS
+        status = "preempted" if preempted else "failed"
         self.write(trainer, status, error=f"{type(exception).__name__}: {exception}")

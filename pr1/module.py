@@ -125,8 +125,23 @@ class PR1Module(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Data position and RNG state, so a resumed run continues exactly where it stopped."""
-        checkpoint["pr1"] = {"samples_done": self.samples_done, "rng": rng_state()}
+        """Data position, RNG and accumulation state, so a resumed run continues exactly where it stopped.
+
+        Mid-way through a gradient-accumulation cycle the half-built gradient is saved with the batch counter
+        (gradients are identical on every rank after DDP's all-reduce, so rank 0's copy serves all).
+        """
+        mid_cycle = self.batches_seen % self.accumulation != 0
+        grads = {
+            name: p.grad.detach().cpu().clone()
+            for name, p in self.policy.named_parameters()
+            if mid_cycle and p.grad is not None
+        }
+        checkpoint["pr1"] = {
+            "samples_done": self.samples_done,
+            "rng": rng_state(),
+            "batches_seen": self.batches_seen,
+            "grads": grads,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("pr1")
@@ -135,6 +150,10 @@ class PR1Module(L.LightningModule):
                 "checkpoint has no 'pr1' state (not written by pr1): cannot resume data order and RNG"
             )
         self.samples_done = int(state["samples_done"])
+        self.batches_seen = int(state.get("batches_seen", 0))
+        params = dict(self.policy.named_parameters())
+        for name, grad in state.get("grads", {}).items():
+            params[name].grad = grad.to(params[name].device, params[name].dtype)
         set_rng_state(state["rng"])
 
     def on_fit_start(self) -> None:
@@ -184,6 +203,12 @@ class PR1Module(L.LightningModule):
         """Zero the gradients at the first rollout batch of an accumulation cycle."""
         if self.batches_seen % self.accumulation == 0:
             opt.zero_grad()
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Lightning zeroes gradients before a validation; mid-way through an accumulation cycle that would
+        drop the half-built gradient, so it is kept until the cycle's optimizer step."""
+        if self.batches_seen % self.accumulation == 0:
+            super().on_validation_model_zero_grad()
 
     def finish_accumulation(self, opt) -> None:
         """Clip, step the optimizer and the LR schedule after the last batch of an accumulation cycle."""

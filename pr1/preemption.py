@@ -1,70 +1,72 @@
-"""Checkpoint at the step boundary when SLURM announces a preemption or time limit, then requeue.
+"""SIGTERM and SIGUSR2: checkpoint at the next safe point, then stop as "preempted" (or let submitit requeue).
 
 SLURM (through submitit's `--signal=USR2@<s>`) sends USR2 ahead of a time limit, and SIGTERM then USR2 on a
-preemption. submitit's own USR2 handler would requeue the job and exit at once, losing every step since
-the last periodic checkpoint, and Lightning's SIGTERM handler would abort training. This callback takes
-both signals first, lets the current step finish, saves `last.ckpt` (atomically), and only then hands USR2
-to submitit's handler, which requeues the job and exits; the requeued job resumes from that checkpoint.
-Outside submitit, USR2 saves and stops training cleanly (rerun the command to resume) and SIGTERM keeps
-Lightning's behaviour.
+preemption; `kill` and container runtimes send SIGTERM. Neither may abort a step or lose the steps since the
+last periodic checkpoint. `PreemptionSignals` only records the signal; the checkpoint writer
+(`pr1.checkpointing.RunCheckpoints`) saves `last.ckpt` at the end of the current step (after that step's
+validation, if it has one) and then calls `stop()`:
+
+- under submitit, USR2 goes to submitit's handler, which requeues the job and exits; a SIGTERM there is
+  followed by USR2, so it only brings the checkpoint forward and training goes on until the USR2;
+- otherwise either signal raises `Preempted`; `python -m pr1.run` exits with `PREEMPTED_EXIT_CODE` and
+  metrics.json says "preempted". Rerunning the command resumes.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from pathlib import Path
-
-from lightning.pytorch.callbacks import Checkpoint
 
 log = logging.getLogger(__name__)
 
+# EX_TEMPFAIL (sysexits.h): "a temporary failure; the user is invited to retry" - rerunning resumes the run.
+PREEMPTED_EXIT_CODE = 75
 
-class PreemptionCheckpoint(Checkpoint):
-    """A Checkpoint callback, so Lightning runs it after the others at each step end."""
 
-    def __init__(self, ckpt_path: str | Path):
-        self.ckpt_path = str(ckpt_path)
-        self.requeue: tuple[int, object] | None = None  # pending USR2 (signum, frame)
-        self.save_soon = False  # pending SIGTERM under submitit: a USR2 normally follows
+class Preempted(Exception):  # noqa: N818  (a state, not an error: the run stopped where it can resume)
+    """Raised after the checkpoint that a SIGTERM/SIGUSR2 asked for is on disk."""
+
+
+class PreemptionSignals:
+    """Records SIGTERM/SIGUSR2 between `install()` and `restore()`; `pending` says a checkpoint is due."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.frame: object = None
         self.previous: dict[int, object] = {}
 
-    def _on_usr2(self, signum: int, frame) -> None:
-        log.warning("received USR2: checkpointing after the current step, then requeueing")
-        self.requeue = (signum, frame)
+    @property
+    def pending(self) -> bool:
+        return self.received is not None
 
-    def _on_sigterm(self, signum: int, frame) -> None:
-        log.warning("received SIGTERM: checkpointing after the current step")
-        self.save_soon = True
+    @property
+    def under_submitit(self) -> bool:
+        return callable(self.previous.get(signal.SIGUSR2))
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self.previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._on_usr2)
-        if callable(self.previous[signal.SIGUSR2]):  # submitit's handler: it requeues on USR2
-            self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
+    def _on_signal(self, signum: int, frame) -> None:
+        log.warning("received %s: checkpointing at the end of the current step", signal.Signals(signum).name)
+        if self.received != signal.SIGUSR2:  # USR2 (requeue) wins over a SIGTERM that came first
+            self.received, self.frame = signum, frame
 
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self._restore()
+    def install(self) -> None:
+        for signum in (signal.SIGUSR2, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._on_signal)
 
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
+    def restore(self) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.requeue is None and not self.save_soon:
+    def stop(self) -> None:
+        """Act on the recorded signal once its checkpoint is saved: requeue (submitit) or raise Preempted."""
+        signum, frame = self.received, self.frame
+        if signum is None:
             return
-        trainer.save_checkpoint(self.ckpt_path)
-        log.warning("saved %s at step %d", self.ckpt_path, trainer.global_step)
-        self.save_soon = False
-        if self.requeue is None:
+        if self.under_submitit and signum == signal.SIGTERM:
+            self.received = None  # submitit's USR2 follows; the checkpoint is already on disk
             return
-        signum, frame = self.requeue
-        self.requeue = None
-        submitit_handler = self.previous.get(signal.SIGUSR2)
-        self._restore()
+        submitit_handler = self.previous.get(signal.SIGUSR2) if signum == signal.SIGUSR2 else None
+        self.restore()
         if callable(submitit_handler):
-            submitit_handler(signum, frame)  # requeues this job and exits
-        trainer.should_stop = True
+            submitit_handler(signum, frame)  # requeues this job and exits (SystemExit)
+        raise Preempted(f"stopped by {signal.Signals(signum).name} after checkpointing; rerun to resume")

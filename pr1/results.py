@@ -68,7 +68,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Persist a rename: without it a power loss can forget the new directory entry."""
     # Some file systems (network mounts) refuse fsync on a directory; the rename itself already happened.
     with contextlib.suppress(OSError):
@@ -80,27 +80,31 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write obj as JSON so that readers see either the old file or the new one, never a partial one.
+    """Write obj as JSON so that readers see either the old file or the new one, never a partial one."""
+    write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
-    The text goes to a temp file in the same directory (same file system, so `os.replace` is an atomic
-    rename), is fsynced, then renamed over `path`. On any error the temp file is removed and `path` is left as
-    it was. The temp file is created with the process umask, so results stay readable by the group.
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write text so that readers see either the old file or the new one, never a partial one.
+
+    The text goes to a hidden temp file in the same directory (same file system, so `os.replace` is an
+    atomic rename), is fsynced, then renamed over `path`. On any error the temp file is removed and `path` is
+    left as it was; a temp file left by a killed process is removed at the next run's start
+    (`pr1.checkpointing.remove_stale_temps`). Created with the process umask, so results stay group-readable.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n").encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def append_jsonl(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:

@@ -6,7 +6,7 @@ One entry point for every arm of every sweep; `-m` runs a Hydra multirun through
 from __future__ import annotations
 
 import logging
-import warnings
+import sys
 from pathlib import Path
 
 import hydra
@@ -18,17 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from pr1 import resolvers, schema
 from pr1.callbacks import RunRecorder, git_commit
+from pr1.checkpointing import remove_stale_temps
 from pr1.datamodule import RecordDataModule
 from pr1.model import load_policy
 from pr1.module import PR1Module
-from pr1.preemption import PreemptionCheckpoint
-from pr1.results import mark_failed
-from pr1.resume import checkpoint_step, resume_checkpoint, trim_history
+from pr1.preemption import PREEMPTED_EXIT_CODE, Preempted
+from pr1.results import mark_failed, write_text_atomic
+from pr1.resume import CHECKPOINT_DIR, resume_checkpoint, trim_history
 from pr1.tasks import Task
 
 log = logging.getLogger("pr1")
-# pr1 checkpoints after the optimizer step on purpose (a resumed run continues from the updated policy).
-warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
 
 def build_data(cfg: DictConfig) -> RecordDataModule:
@@ -42,27 +41,33 @@ def build_data(cfg: DictConfig) -> RecordDataModule:
     )
 
 
-def build_callbacks(cfg: DictConfig, has_val: bool) -> list[L.Callback]:
-    """The `callbacks` group's callbacks (conf/callbacks/, plus those the logger adds); the best-checkpoint
-    one only with a val set, and the preemption checkpoint last, so that the step is fully recorded first."""
-    callbacks = [
-        instantiate(spec) for name, spec in cfg.callbacks.items() if has_val or name != "best_checkpoint"
-    ]
-    return sorted(callbacks, key=lambda c: isinstance(c, PreemptionCheckpoint))
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The `callbacks` group's callbacks (conf/callbacks/, plus those the logger adds)."""
+    return [instantiate(spec) for spec in cfg.callbacks.values()]
+
+
+def check_task_metric(task: Task, records: list[dict], metric: str) -> None:
+    """task.metric must be a metric the task reports: evaluate the task on one record's own answer, so a
+    typo fails before training rather than at the first validation."""
+    names = set(task.evaluate([task.answer(records[0])], records[:1])[0])
+    schema.check_metric(metric, names, type(task).__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     schema.validate(cfg)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    for stale in remove_stale_temps(run_dir) + remove_stale_temps(run_dir / CHECKPOINT_DIR):
+        log.info("removed %s (a temp file of a killed writer)", stale)
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(int(cfg.seed), workers=True)
 
     task = Task.from_config(cfg.task, resolvers.run_options(cfg))
     data = build_data(cfg)
+    check_task_metric(task, (data.val_set or data.train_set).records, str(cfg.task.metric))
     policy, processor = load_policy(cfg.model)
     module = PR1Module(cfg, task, policy, processor)
-    callbacks = build_callbacks(cfg, has_val=data.val_set is not None)
+    callbacks = build_callbacks(cfg)
     recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
     loggers = [instantiate(v) for v in cfg.logger.values()] if cfg.get("logger") else False
     trainer = L.Trainer(
@@ -78,15 +83,13 @@ def train(cfg: DictConfig) -> dict:
     for lg in trainer.loggers:  # the composed config travels with every logger (W&B config, hparams.yaml)
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    last = resume_checkpoint(run_dir, bool(cfg.resume))
-    ckpt_path = str(last) if last else None
-    if last:
-        step = checkpoint_step(last)
-        log.info("resuming from %s (step %d)", last, step)
-        trim_history(run_dir, step)
+    point = resume_checkpoint(run_dir, bool(cfg.resume))
+    trim_history(run_dir, point)
+    if point:
+        log.info("resuming from %s (step %d)", point.path, point.step)
     elif data.val_set is not None:
         trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=data, ckpt_path=str(point.path) if point else None)
     result = recorder.write(trainer, "completed")
 
     if cfg.export_dir and trainer.is_global_zero:
@@ -130,6 +133,9 @@ def main(cfg: DictConfig) -> float | None:
         return evaluate(cfg)[f"{cfg.task.metric}"]
     try:
         result = train(cfg)
+    except Preempted as exc:
+        log.warning("%s (exit code %d)", exc, PREEMPTED_EXIT_CODE)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except Exception as exc:
         record_failure(cfg, exc)
         if HydraConfig.get().mode != RunMode.MULTIRUN:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -89,6 +91,30 @@ RUN = (
     int_at_least("task.val_max_new_tokens", 1),
 )
 MISSING = object()
+# A hub id is `org/name` (or a bare `name`); anything else is read as a local folder.
+ASSETS = Path(__file__).resolve().parent / "assets"  # the embedded checkpoints (pr1.model.asset_path)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def model_path_problem(path: Any) -> str | None:
+    """Why model.path can name neither a local checkpoint folder nor a hub id, or None.
+
+    A path that exists, or that looks like one (absolute, `./`, `~`, more than one `/`), must be a folder with
+    a config.json; otherwise transformers reports a missing folder as a malformed hub id.
+    """
+    if path is None:
+        return None
+    text = str(path)
+    local = Path(text).expanduser()
+    if local.exists() or not HUB_ID.match(text) or text.startswith(("~", ".")):
+        if not local.is_dir() and local.parent == ASSETS:
+            rebuild = "python -m pr1.run experiment=build_tiny"
+            return f"model.path={text!r}: embedded checkpoint missing; rebuild it with {rebuild}"
+        if not local.is_dir():
+            return f"model.path={text!r}: no such folder (and not a hub id of the form org/name)"
+        if not (local / "config.json").is_file():
+            return f"model.path={text!r}: the folder has no config.json (not a saved checkpoint)"
+    return None
 
 
 def _check(cfg: DictConfig, rules: tuple[Rule, ...]) -> None:
@@ -98,6 +124,14 @@ def _check(cfg: DictConfig, rules: tuple[Rule, ...]) -> None:
             raise ValueError(f"config key {rule.key} is missing (it must be {rule.need})")
         if not rule.ok(value):
             raise ValueError(f"{rule.key} must be {rule.need}, got {value!r}")
+
+
+def check_metric(metric: str, names: set[str], kind: str) -> None:
+    """task.metric must be one of the metrics the task reports (`names`, from the task's own evaluation)."""
+    if metric not in names:
+        raise ValueError(
+            f"task.metric must be one of {sorted(names)} (the metrics of task kind {kind}), got {metric!r}"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -112,5 +146,7 @@ def validate(cfg: DictConfig) -> None:
             "objective.grad_accum > 1 needs objective.num_iterations == 1, got "
             f"grad_accum={cfg.objective.grad_accum}, num_iterations={cfg.objective.num_iterations}"
         )
+    if problem := model_path_problem(OmegaConf.select(cfg, "model.path", default=None)):
+        raise ValueError(problem)
     if OmegaConf.select(cfg, "objective.optimizer._target_") is None:
         raise ValueError("objective.optimizer must be a partial optimizer config (_target_, _partial_: true)")

@@ -72,19 +72,15 @@ def test_callbacks_group_builds_the_run_callbacks(compose, tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from pr1.callbacks import RunRecorder
-    from pr1.preemption import PreemptionCheckpoint
+    from pr1.checkpointing import RunCheckpoints
     from pr1.run import build_callbacks
 
     cfg = compose(f"paths.run_dir={tmp_path}", "logger=wandb")
-    callbacks = build_callbacks(cfg, has_val=True)
-    assert isinstance(callbacks[-1], PreemptionCheckpoint)  # after the logger's callbacks too
+    callbacks = build_callbacks(cfg)
     assert sum(isinstance(c, RunRecorder) for c in callbacks) == 1
-    best = [c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor == "val/acc50"]
-    assert len(best) == 1
-    without_val = build_callbacks(cfg, has_val=False)
-    assert len(without_val) == len(callbacks) - 1 and not any(
-        isinstance(c, ModelCheckpoint) and c.monitor for c in without_val
-    )
+    (writer,) = [c for c in callbacks if isinstance(c, RunCheckpoints)]  # the one checkpoint writer
+    assert writer.monitor == "val/acc50" and writer.every_n_steps == cfg.trainer.val_check_interval
+    assert not any(isinstance(c, ModelCheckpoint) for c in callbacks)
 
 
 def test_arm_name_from_overrides(compose):
