@@ -65,6 +65,7 @@ class RunRecorder(L.Callback):
         }
         self.print_every = max(int(print_every), 1)
         self.t0 = time.time()
+        self.extra: dict = {}  # run-level results beside the history's summary (data skips, improvement)
 
     @property
     def history_path(self) -> Path:
@@ -79,6 +80,7 @@ class RunRecorder(L.Callback):
             "steps": int(trainer.global_step),
             "wall_time_s": time.time() - self.t0,
             **summarize_history(rows, self.meta["task_metric"]),
+            **self.extra,
         }
         write_json_atomic(self.run_dir / METRICS_FILE, data)
         return data

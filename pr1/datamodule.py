@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pr1.data.dataset import RecordDataset, collate_records
+from pr1.data.records import empty_report
 from pr1.sampler import StepBatchSampler
 
 
@@ -27,6 +28,14 @@ class RecordDataModule(L.LightningDataModule):
         self.val_set = RecordDataset(val) if val else None
         self.prompts_per_step, self.seed = prompts_per_step, seed
         self.num_workers, self.val_batch_size = num_workers, val_batch_size
+
+    def skip_reports(self) -> dict[str, dict]:
+        """What the loaders skipped under `data.on_error=skip`, per split (counts per reason, examples)."""
+        return {
+            split: dict(getattr(ds.records, "skip_report", None) or empty_report())
+            for split, ds in (("train", self.train_set), ("val", self.val_set))
+            if ds is not None
+        }
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from pr1 import resolvers, schema
 from pr1.data.dataset import RecordDataset, collate_records
+from pr1.data.records import empty_report
 from pr1.engine import PolicyEngine
 from pr1.model import load_policy
 from pr1.results import write_json_atomic
@@ -91,6 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "n_records": len(records),
         "wall_time_s": time.time() - t0,
         "metrics": metrics,
+        "skipped": dict(getattr(records, "skip_report", None) or empty_report()),
     }
     write_json_atomic(run_dir / "eval_metrics.json", summary)
     keep = ("id", "image", "question", "solution")
@@ -113,6 +115,10 @@ def print_table(summary: dict, run_dir: Path) -> None:
     for name, value in summary["metrics"].items():
         marker = "  <- task metric" if name == summary["metric"] else ""
         lines.append(f"  {name:<14} {value:.4f}{marker}")
+    skipped = summary["skipped"]
+    if skipped["skipped"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(skipped["by_reason"].items()))
+        lines.append(f"  skipped {skipped['skipped']} records ({reasons}); first: {skipped['examples'][:1]}")
     lines += [f"  wrote {run_dir / 'eval_metrics.json'} and predictions.jsonl", "=" * 72]
     print("\n".join(lines), flush=True)
 

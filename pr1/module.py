@@ -141,6 +141,8 @@ class PR1Module(L.LightningModule):
             "rng": rng_state(),
             "batches_seen": self.batches_seen,
             "grads": grads,
+            # per-image rows of the step-0 and the latest validation: the run's paired start-vs-end test
+            "val_rows": {"start": self.start_val_rows, "last": self.val_rows},
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -155,6 +157,9 @@ class PR1Module(L.LightningModule):
         for name, grad in state.get("grads", {}).items():
             params[name].grad = grad.to(params[name].device, params[name].dtype)
         set_rng_state(state["rng"])
+        rows = state.get("val_rows") or {}
+        self.start_val_rows = self.start_val_rows or rows.get("start")
+        self.val_rows = rows.get("last")
 
     def on_fit_start(self) -> None:
         if self.reference is not None:

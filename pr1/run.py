@@ -22,6 +22,7 @@ from pr1.checkpointing import remove_stale_temps
 from pr1.datamodule import RecordDataModule
 from pr1.model import load_policy
 from pr1.module import PR1Module
+from pr1.paired import improvement
 from pr1.preemption import PREEMPTED_EXIT_CODE, Preempted
 from pr1.results import mark_failed, write_text_atomic
 from pr1.resume import CHECKPOINT_DIR, resume_checkpoint, trim_history
@@ -69,6 +70,7 @@ def train(cfg: DictConfig) -> dict:
     module = PR1Module(cfg, task, policy, processor)
     callbacks = build_callbacks(cfg)
     recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
+    recorder.extra["skipped"] = data.skip_reports()
     loggers = [instantiate(v) for v in cfg.logger.values()] if cfg.get("logger") else False
     trainer = L.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -90,6 +92,9 @@ def train(cfg: DictConfig) -> dict:
     elif data.val_set is not None:
         trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
     trainer.fit(module, datamodule=data, ckpt_path=str(point.path) if point else None)
+    if module.start_val_rows and module.val_rows:
+        (records, start), (_, end) = module.start_val_rows, module.val_rows
+        recorder.extra["improvement"] = improvement(task, records, start, end, seed=int(cfg.seed))
     result = recorder.write(trainer, "completed")
 
     if cfg.export_dir and trainer.is_global_zero:
@@ -121,6 +126,15 @@ def print_summary(result: dict, run_dir: Path) -> None:
         lines.append(
             f"  {metric}  final: {_fmt(result['final'][metric])}   best: {_fmt(result['best'].get(metric))}"
         )
+    for name, d in (result.get("improvement") or {}).items():
+        lines.append(
+            f"  val/{name}  start {_fmt(d['start'])} -> end {_fmt(d['end'])}: change {d['diff']:+.4f} "
+            f"(95% CI [{d['lo']:+.4f}, {d['hi']:+.4f}], {d['n']} images, {d['method']})"
+        )
+    for split, report in (result.get("skipped") or {}).items():
+        if report["skipped"]:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report["by_reason"].items()))
+            lines.append(f"  {split} data: skipped {report['skipped']} records ({reasons})")
     lines += [f"  run dir: {run_dir}", "=" * 72]
     print("\n".join(lines), flush=True)
 

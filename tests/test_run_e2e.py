@@ -126,3 +126,42 @@ def test_failed_arm_does_not_stop_the_sweep(tmp_path):
     failed = next(r for r in summary["runs"] if r["status"] == "failed")
     assert failed["arm"] == "objective.loss_type=bogus" and "loss_type" in failed["error"]
     assert "1 completed, 1 not completed" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_data_skips_are_part_of_the_run_and_eval_records(tmp_path):
+    """data.on_error=skip: what the loaders skipped is in metrics.json, eval_metrics.json and the summary."""
+    from tests.data_samples import REF_FILE, image, vlm_r1_row
+    from tests.helpers import TINY_MODEL
+
+    image(tmp_path / "train2014" / REF_FILE)
+    rows = [vlm_r1_row(), vlm_r1_row(), {**vlm_r1_row(), "image": "train2014/missing.jpg"}]
+    path = tmp_path / "refcoco_val.json"
+    path.write_text(json.dumps(rows))
+    data = [
+        "task=refcoco",
+        f"task.train.path={path}",
+        f"task.train.images={tmp_path}",
+        "data.on_error=skip",
+    ]
+    proc = run_pr1(tmp_path, *SHORT, *TINY_MODEL, *data, "trainer.max_steps=2", "sweep=skips")
+    run_dir = next((tmp_path / "results" / "skips").glob("*/seed0"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("train", "val"):
+        assert metrics["skipped"][split]["skipped"] == 1
+        assert metrics["skipped"][split]["by_reason"] == {"image_missing": 1}
+        assert "missing.jpg" in metrics["skipped"][split]["examples"][0]
+    assert "train data: skipped 1 records (image_missing: 1)" in proc.stdout
+
+    env = {**os.environ, "PR1_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "eval"
+    subprocess.run(
+        [sys.executable, "-m", "pr1.eval", *TINY_MODEL, *data, f"paths.run_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    summary = json.loads((out / "eval_metrics.json").read_text())
+    assert summary["skipped"]["by_reason"] == {"image_missing": 1} and summary["n_records"] == 2
