@@ -10,22 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pr1.coco_categories import COCO_IDS
 from pr1.coords import quantise
 from pr1.rewards import build
 from pr1.tasks import TASKS, RunOptions
 
 SIZE = (1280, 960)
 FRAME = {"kind": "rel1000"}
-_COCO_NAMES = (
-    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
-    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag "
-    "tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
-    "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
-    "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote "
-    "keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear "
-    "hair_drier toothbrush"
-)
-COCO = [name.replace("_", " ") for name in _COCO_NAMES.split()]
+COCO = list(COCO_IDS)  # the 80 COCO 2017 names, in id order
 SOLUTION = {
     "grounding": [400, 300, 700, 600],
     "counting": [[100, 100], [300, 700], [640, 480], [900, 200], [1100, 800], [700, 850]],

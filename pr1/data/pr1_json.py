@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import json
 
+from pr1.coco_categories import COCO_IDS
 from pr1.data.grounding_rows import Context, embedded_image, find_image
 from pr1.data.records import (
     BOX_TOLERANCE,
@@ -42,7 +43,6 @@ from pr1.data.records import (
     image_size,
     make_record,
 )
-from pr1.rewards.release import COCO_IDS
 
 REL = 1000.0  # Qwen2-VL's relative frame: 0-1000 on both axes
 COCO_NAMES = {i: name for name, i in COCO_IDS.items()}
