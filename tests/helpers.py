@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +59,36 @@ def run_dir_for(results_root, sweep: str, arm: str, seed: int) -> Path:
     from pr1.results import safe_name
 
     return Path(results_root) / safe_name(sweep) / safe_name(arm) / f"seed{int(seed)}"
+
+
+def run_module(
+    root,
+    module: str,
+    *args: str,
+    check: bool = True,
+    data_dir=None,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """`python -m <module> args` as a user runs it, results under `root` (PR1_ROOT), offline; with `check`
+    a non-zero exit fails with the tail of its output."""
+    full_env = {
+        **os.environ,
+        "PR1_ROOT": str(root),
+        "PR1_DATA_DIR": str(data_dir if data_dir is not None else Path(root) / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{module} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc

@@ -6,9 +6,6 @@ family: tests/test_engine.py)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +19,7 @@ from pr1 import rewards
 from pr1.coords import family_frame
 from pr1.model import load_policy
 from pr1.tiny import FAMILIES
-from tests.helpers import FAMILY_TINY, ROOT, render
+from tests.helpers import FAMILY_TINY, render, run_module
 
 CLASSES = {
     "qwen2vl": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", "qwen2_vl"),
@@ -179,24 +176,6 @@ def test_frame_contract_through_the_real_processor(compose, family_checkpoints, 
 
 
 # ------------------------------------------------------------------------------------------ end to end
-def run_module(tmp_path, module: str, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PR1_ROOT": str(tmp_path),
-        "PR1_DATA_DIR": str(tmp_path / "data"),
-        "HF_HUB_OFFLINE": "1",
-        "WANDB_MODE": "offline",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{module} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
-
-
 def train_steps(run_dir) -> list[int]:
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     return [r["step"] for r in rows if "train/reward" in r or "train/ppl" in r]

@@ -6,16 +6,14 @@ last.ckpt (weights, optimizer state, step) identical."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pr1.preemption import PREEMPTED_EXIT_CODE
-from tests.helpers import ROOT, TINY_MODEL
+from tests.helpers import TINY_MODEL, run_module
 from tests.records import assert_same_records
 
 pytestmark = pytest.mark.slow
@@ -42,19 +40,8 @@ def run(root: Path, extra: list[str], faults: list[tuple[str, int, str]] = ()) -
             f"{key}.sig={sig}",
             f"{key}.marker={root}/fault{i}.done",
         ]
-    env = {
-        **os.environ,
-        "PR1_ROOT": str(root),
-        "PR1_DATA_DIR": str(root.parent / "data"),
-        "OMP_NUM_THREADS": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "pr1.run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    return run_module(
+        root, "pr1.run", *args, check=False, data_dir=root.parent / "data", env={"OMP_NUM_THREADS": "1"}
     )
 
 

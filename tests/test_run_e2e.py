@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import run_module
 
 SHORT = ["experiment=smoke"]
 
 
 def run_pr1(tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PR1_ROOT": str(tmp_path),
-        "PR1_DATA_DIR": str(tmp_path / "data"),
-        "HF_HUB_OFFLINE": "1",
-        "WANDB_MODE": "offline",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "pr1.run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"pr1.run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
+    return run_module(tmp_path, "pr1.run", *args, check=check)
 
 
 @pytest.mark.slow
@@ -153,15 +132,7 @@ def test_data_skips_are_part_of_the_run_and_eval_records(tmp_path):
         assert "missing.jpg" in metrics["skipped"][split]["examples"][0]
     assert "train data: skipped 1 records (image_missing: 1)" in proc.stdout
 
-    env = {**os.environ, "PR1_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "eval"
-    subprocess.run(
-        [sys.executable, "-m", "pr1.eval", *TINY_MODEL, *data, f"paths.run_dir={out}"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+    run_module(tmp_path, "pr1.eval", *TINY_MODEL, *data, f"paths.run_dir={out}")
     summary = json.loads((out / "eval_metrics.json").read_text())
     assert summary["skipped"]["by_reason"] == {"image_missing": 1} and summary["n_records"] == 2
