@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -18,6 +17,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from pr1 import rewards
 from pr1.coords import family_frame
 from pr1.model import load_policy
+from pr1.resolvers import run_options
+from pr1.tasks import Task
 from pr1.tiny import FAMILIES
 from tests.helpers import FAMILY_TINY, render, run_module
 
@@ -192,10 +193,11 @@ def test_grpo_trains_and_resumes(tmp_path, family_checkpoints, family):
     proc = run_module(tmp_path, "pr1.run", *args)
     run_dir = tmp_path / "results" / "grpo"
     assert "pr1 run finished: 2 steps" in proc.stdout and train_steps(run_dir) == [1, 2]
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert (
-        cfg["model"]["frame"] == FRAMES[family] and cfg["task"]["rewards"]["iou"]["frame"] == FRAMES[family]
-    )
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    assert OmegaConf.to_container(cfg.model.frame) == FRAMES[family]
+    # the rewards get the run-wide frame from the task (bound once), not from their yaml
+    iou = next(t for t in Task.from_config(cfg.task, run_options(cfg)).rewards if t.name == "iou")
+    assert iou.fn.keywords["frame"] == FRAMES[family]
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["train/loss"]) and r["train/kl"] >= 0 for r in history if "train/loss" in r)
 

@@ -27,6 +27,13 @@ def test_default_run_trains_and_summarises(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["steps"] == 4
     assert metrics["task_metric"] == "val/acc50" and "val/acc50" in metrics["final"]
+    # The step-0 and final validations, paired by image: start/end equal the logged metric at those steps.
+    change = metrics["improvement"]["acc50"]
+    vals = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    vals = [r["val/acc50"] for r in vals if "val/acc50" in r]
+    assert (change["start"], change["end"]) == pytest.approx((vals[0], vals[-1]))
+    assert change["diff"] == pytest.approx(vals[-1] - vals[0]) and change["n"] == 8
+    assert "val/acc50  start" in proc.stdout and metrics["skipped"]["train"]["skipped"] == 0
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["objective"]["name"] == "rl" and cfg["model"]["name"] == "tiny"
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
