@@ -22,6 +22,7 @@ from tests.helpers import CONF
 
 SYNTHETIC = ("grounding", "counting", "ocr", "detection")
 REAL = {"refcoco": "grounding", "pixmo_count": "counting", "pageocr": "ocr", "coco": "detection"}
+MIXTURES = ("perception",)  # tests/test_mixture.py
 PERFECT = {
     "grounding": ("acc50", 1.0),
     "counting": ("count_acc", 1.0),
@@ -31,7 +32,7 @@ PERFECT = {
 
 
 def test_every_task_option_is_covered():
-    assert sorted(p.stem for p in (CONF / "task").glob("*.yaml")) == sorted([*SYNTHETIC, *REAL])
+    assert sorted(p.stem for p in (CONF / "task").glob("*.yaml")) == sorted([*SYNTHETIC, *REAL, *MIXTURES])
 
 
 def build(compose, task: str, *overrides: str, thinking: bool = False, model: str = "tiny") -> tuple:
@@ -132,7 +133,7 @@ def test_real_dataset_configs(compose, tmp_path, task):
 
 def test_every_kind_is_a_task_class_with_a_config():
     kinds = {OmegaConf.load(p).kind for p in (CONF / "task").glob("*.yaml")}
-    assert kinds == set(TASKS) == set(SYNTHETIC)
+    assert kinds == set(TASKS) == {*SYNTHETIC, "mixture"}  # the mixture's tasks: tests/test_mixture.py
     assert all(TASKS[k].kind == k for k in TASKS)
 
 
