@@ -83,3 +83,13 @@ def test_explain_shares_the_scoring():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="completions"):
         REGISTRY["iou"](["a"], solution=[], image_size=[])
+
+
+def test_schedule_and_integer_options_are_checked_when_the_reward_is_built():
+    with pytest.raises(ValueError, match="reward 'iou': iou_schedule must start at step 0"):
+        build("iou", iou_schedule=[[5, 0.5]])
+    with pytest.raises(ValueError, match="reward 'detection': iou_schedule entries"):
+        build("detection", iou_schedule=[[0, 0.5, 1]])
+    with pytest.raises(ValueError, match="step must be an integer"):
+        build("iou", step=1.5)
+    assert build("iou", iou_schedule=[[0, 0.5], [10, 0.9]], step=3).__name__ == "iou"

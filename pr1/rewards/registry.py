@@ -17,6 +17,7 @@ from typing import Any
 
 from pr1.coords import check_frame
 from pr1.parsing import completion_text, split_answer
+from pr1.rewards.dynamic import check_schedule
 
 Scorer = Callable[..., dict[str, float]]
 RewardFn = Callable[..., list[float]]
@@ -89,6 +90,13 @@ def _check_value(name: str, key: str, hint: Any, value: Any) -> None:
     """Refuse a bad option value when the reward is built, not in the middle of training."""
     if key == "frame":
         check_frame(value)
+    elif key == "iou_schedule":
+        try:
+            check_schedule(value)
+        except ValueError as err:
+            raise ValueError(f"reward {name!r}: {err}") from None
+    elif hint is int and not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        raise ValueError(f"reward {name!r}: {key} must be an integer, got {value!r}")
     elif typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
         raise ValueError(f"reward {name!r}: {key}={value!r} is not one of {typing.get_args(hint)}")
     elif hint is bool and not isinstance(value, bool):
