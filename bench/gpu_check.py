@@ -217,15 +217,9 @@ def run_trl(spec: dict, setup: dict) -> dict:
     funcs = [trl_reward(kind, t) for kind, task in tasks.items() for t in task.rewards]
     peft = None
     if spec["mode"] == "lora":
-        from peft import LoraConfig
+        from pr1.model import lora_config
 
-        peft = LoraConfig(
-            r=m.lora.r,
-            lora_alpha=m.lora.alpha,
-            lora_dropout=m.lora.dropout,
-            target_modules=list(m.lora.target_modules),
-            task_type="CAUSAL_LM",
-        )
+        peft = lora_config(m.lora)
     return train_trl(
         model,
         processor,

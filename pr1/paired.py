@@ -28,17 +28,18 @@ def _ap_diff_ci(
     metric: str,
     seed: int,
     resamples: int,
-) -> Interval:
-    """Paired bootstrap CI of AP(end) - AP(start) over the images (rows hold each image's predictions)."""
+) -> tuple[float, float, Interval]:
+    """AP(start), AP(end) and the paired bootstrap CI of their difference over the images (rows hold each
+    image's predictions)."""
     recs = list(records)
 
     def ap(rows: Sequence[dict], idx: np.ndarray) -> float:
         return coco_eval([recs[i] for i in idx], [rows[i]["predictions"] for i in idx])[metric]
 
     idx = np.arange(len(recs))
-    diff = ap(end, idx) - ap(start, idx)
+    s_ap, e_ap = ap(start, idx), ap(end, idx)
     if len(recs) < 2:
-        return Interval(diff, np.nan, np.nan, len(recs))
+        return s_ap, e_ap, Interval(e_ap - s_ap, np.nan, np.nan, len(recs))
     res = stats.bootstrap(
         (idx,),
         lambda i: ap(end, i.astype(int)) - ap(start, i.astype(int)),
@@ -48,9 +49,8 @@ def _ap_diff_ci(
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    return Interval(
-        float(diff), float(res.confidence_interval.low), float(res.confidence_interval.high), len(recs)
-    )
+    low, high = res.confidence_interval
+    return s_ap, e_ap, Interval(float(e_ap - s_ap), float(low), float(high), len(recs))
 
 
 def improvement(
@@ -81,12 +81,8 @@ def improvement(
             ci, method = paired_diff_ci(e_vals, s_vals), "paired t over images"
             s_metric, e_metric = float(np.mean(s_vals)), float(np.mean(e_vals))
         else:
-            ci, method = (
-                _ap_diff_ci(recs, s_rows, e_rows, sub.metric, seed, resamples),
-                "paired bootstrap over images",
-            )
-            s_metric = coco_eval(recs, [r["predictions"] for r in s_rows])[sub.metric]
-            e_metric = coco_eval(recs, [r["predictions"] for r in e_rows])[sub.metric]
+            s_metric, e_metric, ci = _ap_diff_ci(recs, s_rows, e_rows, sub.metric, seed, resamples)
+            method = "paired bootstrap over images"
         key = f"{name}/{sub.metric}" if name else sub.metric
         out[key] = {
             "start": s_metric,
