@@ -1,6 +1,6 @@
 """pr1's GRPO step vs TRL's GRPOTrainer on the same work, same machine, same run.
 
-Both sides train the embedded tiny Qwen2-VL (pr1/assets/tiny-grounding-sft) on the same synthetic grounding
+Both sides train the embedded tiny Qwen2-VL (pr1/assets/tiny-perception-sft) on the same synthetic grounding
 prompts, in the same order, with the same G, completion length, sampling, optimiser, KL, loss aggregation and
 reward function (pr1's `iou`). Every configuration runs in its own subprocess (so its peak RSS is its own);
 pr1 is driven through `pr1.run.train` with a composed Hydra config, TRL through `GRPOTrainer.train`.
@@ -196,6 +196,7 @@ def pr1_overrides(spec: dict, setup: dict, run_dir: Path) -> list[str]:
     """The command-line overrides of the pr1 run: SETUP mapped onto pr1's config keys."""
     s = setup
     ov = [
+        "task=grounding",
         "task.val=null",
         f"task.train.n={s['records']}",
         f"task.train.root={spec['data_dir']}",
@@ -276,7 +277,7 @@ def run_trl(spec: dict, setup: dict) -> dict:
     from pr1.model import asset_path
     from pr1.tasks.grounding import Grounding
 
-    path = asset_path("tiny-grounding-sft")
+    path = asset_path("tiny-perception-sft")
     processor = AutoProcessor.from_pretrained(path, min_pixels=56 * 56, max_pixels=112 * 112)  # as model=tiny
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     recs = records_in_pr1_order(

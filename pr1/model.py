@@ -28,6 +28,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 MODEL_TYPES = {"qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl"}
 
 
+# How each embedded checkpoint is rebuilt (the perception model starts from the grounding one).
+ASSET_RECIPES = {
+    "tiny-grounding-sft": "python -m pr1.run experiment=build_tiny",
+    "tiny-perception-sft": (
+        "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
+    ),
+}
+
+
+def rebuild_command(asset: Path) -> str:
+    """The command that rebuilds the embedded checkpoint folder `asset`."""
+    return ASSET_RECIPES.get(Path(asset).name, ASSET_RECIPES["tiny-perception-sft"])
+
+
 def asset_path(name: str) -> str:
     """Path of a model shipped in pr1/assets (the `${pr1.asset:NAME}` config resolver)."""
     return str(ASSETS / name)
@@ -143,8 +157,7 @@ def load_policy(cfg: DictConfig) -> tuple[PreTrainedModel, ProcessorMixin]:
         local = Path(str(cfg.path)).expanduser()
         if str(cfg.path).startswith(str(ASSETS)) and not (local / "config.json").is_file():
             raise FileNotFoundError(
-                f"embedded checkpoint missing at {local}; "
-                "rebuild it with: python -m pr1.run experiment=build_tiny"
+                f"embedded checkpoint missing at {local}; rebuild it with: {rebuild_command(local)}"
             )
         processor = AutoProcessor.from_pretrained(
             str(cfg.path), size={"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}

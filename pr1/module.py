@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from transformers import get_scheduler
 
 from pr1 import grpo
 from pr1.engine import Batch, PolicyEngine, Rollout, Sampling, chunks
@@ -88,6 +89,18 @@ def task_rewards(rewards: torch.Tensor, groups: dict[str, list[int]], terms: lis
     return {f"{k}/reward": float(rewards[groups[k]].mean()) if groups.get(k) else math.nan for k in names}
 
 
+def lr_scheduler(obj: DictConfig, optimizer: torch.optim.Optimizer, max_steps: int) -> Any:
+    """`objective.lr_schedule` (a transformers schedule name: constant_with_warmup, cosine,
+    cosine_with_min_lr, ...) over `max_steps` optimizer steps, with `objective.lr_schedule_kwargs`."""
+    return get_scheduler(
+        obj.lr_schedule,
+        optimizer,
+        num_warmup_steps=int(obj.warmup_steps),
+        num_training_steps=int(max_steps),
+        scheduler_specific_kwargs=dict(obj.lr_schedule_kwargs),
+    )
+
+
 def check_groups(records: list[dict], g: int) -> None:
     """Group bookkeeping: the G rows of a prompt are one record, so a group never mixes tasks or truths."""
     for i in range(0, len(records), g):
@@ -120,8 +133,7 @@ class PR1Module(L.LightningModule):
     def configure_optimizers(self) -> dict:
         params = [p for p in self.policy.parameters() if p.requires_grad]
         opt = instantiate(self.obj.optimizer)(params)
-        warmup = max(int(self.obj.warmup_steps), 0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+        sched = lr_scheduler(self.obj, opt, int(self.trainer.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from transformers import SchedulerType
 
 from pr1.grpo import LOSS_TYPES, SCALE_REWARDS
+
+# transformers' per-step schedules (the plateau and greedy ones need a metric)
+LR_SCHEDULES = tuple(t.value for t in SchedulerType if t.value not in ("reduce_lr_on_plateau", "greedy"))
 
 DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("train", "eval")
@@ -59,6 +63,7 @@ COMMON_OBJECTIVE = (
     number("objective.lr", lambda v: v > 0, "a number > 0"),
     number("objective.weight_decay", lambda v: v >= 0, "a number >= 0"),
     int_at_least("objective.warmup_steps", 0),
+    one_of("objective.lr_schedule", LR_SCHEDULES),
     number("objective.grad_clip", lambda v: v >= 0, "a number >= 0 (0: no clipping)"),
     int_at_least("objective.prompts_per_step", 1),
     int_at_least("objective.micro_batch_size", 0),
@@ -108,7 +113,9 @@ def model_path_problem(path: Any) -> str | None:
     local = Path(text).expanduser()
     if local.exists() or not HUB_ID.match(text) or text.startswith(("~", ".")):
         if not local.is_dir() and local.parent == ASSETS:
-            rebuild = "python -m pr1.run experiment=build_tiny"
+            from pr1.model import rebuild_command
+
+            rebuild = rebuild_command(local)
             return f"model.path={text!r}: embedded checkpoint missing; rebuild it with {rebuild}"
         if not local.is_dir():
             return f"model.path={text!r}: no such folder (and not a hub id of the form org/name)"

@@ -93,7 +93,12 @@ CHAT_TEMPLATE = (
 
 
 def tokenizer_corpus() -> list[str]:
-    """Text the tiny tokenizer is trained on: pr1's prompts, answer markup and common English words."""
+    """Text the tiny tokenizer is trained on: pr1's prompts, answer markup and common English words.
+
+    The synthetic OCR vocabulary and the detection labels are in it (each word, with and without its leading
+    space, repeated so that BPE merges it whole): reading a word is then one token to predict, not five.
+    """
+    from pr1.data.synthetic import SHAPES, WORDS
     from pr1.tasks.prompts import PROMPT_TEMPLATES
 
     words = [
@@ -187,6 +192,8 @@ def tokenizer_corpus() -> list[str]:
         "then",
     ]
     corpus = [" ".join(words)] * 4
+    corpus += [f"{w} {w}" for w in (*WORDS, *SHAPES) for _ in range(4)]
+    corpus += ["I see 3 objects: 1 ellipse, 2 rectangle.", "the image shows 2 words.", "is at the top."] * 4
     corpus += list(PROMPT_TEMPLATES.values())
     corpus += ["<think>", "</think>", "<answer>", "</answer>", "(0,0),(1000,1000)", "[10, 20, 30, 40]"]
     corpus += [f'{{"bbox_2d": [{i}, {i + 1}, {i + 2}, {i + 3}], "label": "x"}}' for i in range(10)]
@@ -195,7 +202,7 @@ def tokenizer_corpus() -> list[str]:
     return corpus
 
 
-def build_tokenizer(vocab_size: int = 640) -> Qwen2TokenizerFast:
+def build_tokenizer(vocab_size: int = 1024) -> Qwen2TokenizerFast:
     """Train a deterministic byte-level BPE with Qwen's special tokens and wrap it as a Qwen2 tokenizer."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.Sequence(

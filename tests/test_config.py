@@ -50,7 +50,10 @@ def test_thinking_and_matcher_reach_the_rewards(compose):
 
 def test_reward_options_build(compose):
     cfg = compose()
-    for name, spec in cfg.task.rewards.items():
+    assert cfg.task.kind == "mixture"  # the default: every task's rewards build
+    specs = [(name, spec) for task in cfg.task.tasks.values() for name, spec in task.rewards.items()]
+    assert {name for name, _ in specs} == {"format", "iou", "count", "edit", "detection"}
+    for name, spec in specs:
         opts = {k: v for k, v in OmegaConf.to_container(spec, resolve=True).items() if k != "weight"}
         assert callable(rewards.build(name, **opts))
 
@@ -68,6 +71,34 @@ def test_optimizer_comes_from_the_config(compose):
     )
 
 
+def test_lr_schedule_comes_from_the_config(compose):
+    """objective.lr_schedule names a transformers schedule; cosine_with_min_lr, hand-worked: warm-up 2 of 10
+    steps, then lr * (r + (1 - r) * (1 + cos(pi * (s - 2) / 8)) / 2) with r = 0.1."""
+    import math
+
+    import torch
+
+    from pr1.module import lr_scheduler
+
+    cfg = compose(
+        "objective.lr=1.0",
+        "objective.warmup_steps=2",
+        "objective.lr_schedule=cosine_with_min_lr",
+        "+objective.lr_schedule_kwargs.min_lr_rate=0.1",
+    )
+    opt = instantiate(cfg.objective.optimizer)([torch.nn.Parameter(torch.zeros(2))])
+    sched = lr_scheduler(cfg.objective, opt, 10)
+    lrs = []
+    for _ in range(11):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    cosine = [0.1 + 0.9 * (1 + math.cos(math.pi * (s - 2) / 8)) / 2 for s in range(2, 11)]
+    assert lrs == pytest.approx([0.0, 0.5, *cosine])
+    constant = lr_scheduler(compose("objective.warmup_steps=0").objective, opt, 10)
+    assert constant.get_last_lr()[0] == pytest.approx(opt.defaults["lr"])
+
+
 def test_callbacks_group_builds_the_run_callbacks(compose, tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -79,7 +110,7 @@ def test_callbacks_group_builds_the_run_callbacks(compose, tmp_path):
     callbacks = build_callbacks(cfg)
     assert sum(isinstance(c, RunRecorder) for c in callbacks) == 1
     (writer,) = [c for c in callbacks if isinstance(c, RunCheckpoints)]  # the one checkpoint writer
-    assert writer.monitor == "val/acc50" and writer.every_n_steps == cfg.trainer.val_check_interval
+    assert writer.monitor == "val/score" and writer.every_n_steps == cfg.trainer.val_check_interval
     assert not any(isinstance(c, ModelCheckpoint) for c in callbacks)
 
 

@@ -24,6 +24,10 @@ from pr1 import schema
         ("objective.prompts_per_step=0", r"^objective.prompts_per_step must be an integer >= 1, got 0$"),
         ("objective.num_iterations=0", r"^objective.num_iterations must be an integer >= 1, got 0$"),
         ("objective.micro_batch_size=-1", r"^objective.micro_batch_size must be an integer >= 0, got -1$"),
+        (
+            "objective.lr_schedule=cosine_decay",
+            r"^objective.lr_schedule must be one of \['linear', 'cosine'.*got 'cosine_decay'$",
+        ),
         ("trainer.val_check_interval=0", r"^trainer.val_check_interval must be an integer >= 1, got 0$"),
         (
             "model.dtype=bogus",
@@ -53,7 +57,7 @@ def test_unknown_task_metric_is_refused_from_the_tasks_own_metrics(compose, grou
     from pr1.run import check_task_metric
     from pr1.tasks import Task
 
-    cfg = compose("task.metric=bogus")
+    cfg = compose("task=grounding", "task.metric=bogus")
     task = Task.from_config(cfg.task, resolvers.run_options(cfg))
     with pytest.raises(ValueError, match=r"^task.metric must be one of \['acc50', 'miou'\] .*got 'bogus'$"):
         check_task_metric(task, list(grounding_records), "bogus")
