@@ -182,7 +182,13 @@ def train_steps(run_dir) -> list[int]:
     return [r["step"] for r in rows if "train/reward" in r or "train/ppl" in r]
 
 
-SMOKE = ["experiment=smoke", "trainer.max_steps=2", "trainer.val_check_interval=2", "task.val.n=2"]
+SMOKE = [
+    "task=grounding",
+    "experiment=smoke",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "task.val.n=2",
+]
 
 
 @pytest.mark.slow
@@ -231,6 +237,7 @@ def test_sft_then_eval_of_the_export(tmp_path, family_checkpoints, family):
         "model=tiny",
         f"model.path={export}",
         f"paths.run_dir={eval_dir}",
+        "task=grounding",
         "task.val.n=2",
     )
     summary = json.loads((eval_dir / "eval_metrics.json").read_text())

@@ -26,14 +26,19 @@ def test_default_run_trains_and_summarises(tmp_path):
     assert "reward=" in proc.stdout and "kl=" in proc.stdout and "loss=" in proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["steps"] == 4
-    assert metrics["task_metric"] == "val/acc50" and "val/acc50" in metrics["final"]
-    # The step-0 and final validations, paired by image: start/end equal the logged metric at those steps.
-    change = metrics["improvement"]["acc50"]
-    vals = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
-    vals = [r["val/acc50"] for r in vals if "val/acc50" in r]
-    assert (change["start"], change["end"]) == pytest.approx((vals[0], vals[-1]))
-    assert change["diff"] == pytest.approx(vals[-1] - vals[0]) and change["n"] == 8
-    assert "val/acc50  start" in proc.stdout and metrics["skipped"]["train"]["skipped"] == 0
+    # The default is the four-task mixture: best.ckpt follows val/score, and each task's step-0 and final
+    # validations are paired by image (start/end equal the logged metric at those steps; 2 images per task).
+    assert metrics["task_metric"] == "val/score" and "val/score" in metrics["final"]
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    primary = ["grounding/acc50", "counting/count_acc", "ocr/f1", "detection/ap"]
+    assert list(metrics["improvement"]) == primary
+    for key in primary:
+        change = metrics["improvement"][key]
+        vals = [r[f"val/{key}"] for r in history if f"val/{key}" in r]
+        assert (change["start"], change["end"]) == pytest.approx((vals[0], vals[-1]))
+        assert change["diff"] == pytest.approx(vals[-1] - vals[0]) and change["n"] == 2
+        assert f"val/{key}  start" in proc.stdout
+    assert metrics["skipped"]["train"]["skipped"] == 0
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["objective"]["name"] == "rl" and cfg["model"]["name"] == "tiny"
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
@@ -72,7 +77,8 @@ def test_headline_multirun_four_arms(tmp_path):
         assert cfg["matcher"]["name"] == arm.split(",")[0].split("=")[1]
         assert cfg["thinking"] is (arm.endswith("true"))
         # Run-wide options live once, at the top; the task binds them into the rewards (no copies).
-        assert not {"thinking", "matcher", "frame"} & set(cfg["task"]["rewards"]["format"])
+        for task in cfg["task"]["tasks"].values():
+            assert not {"thinking", "matcher", "frame"} & set(task["rewards"]["format"])
 
 
 @pytest.mark.slow

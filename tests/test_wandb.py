@@ -31,6 +31,7 @@ FAKE_KEY = "pr1fake" + "0123456789abcdef" * 2 + "x"  # never a real key: only ch
 TINY_RUN = [
     "logger=wandb",
     "sweep=wbtest",
+    "task=grounding",  # the rollout table columns below are grounding's reward terms
     "matcher=naive",
     "thinking=true",
     *TINY_MODEL,
