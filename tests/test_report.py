@@ -360,3 +360,18 @@ def test_cli_module_entry_point(sweep_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert "| arm | seeds finished | train/reward |" in (sweep_dir / "report.md").read_text()
+
+
+COMMITTED_SWEEPS = sorted(
+    p.parent for p in (Path(__file__).resolve().parents[1] / "results").glob("*/report.md") if p.parent.name
+)
+
+
+@pytest.mark.parametrize("sweep", COMMITTED_SWEEPS, ids=[p.name for p in COMMITTED_SWEEPS])
+def test_committed_reports_regenerate_exactly_from_their_records(sweep, tmp_path):
+    """The README's ablation tables come from these files: pr1.report must rebuild them byte for byte."""
+    from pr1.report import main
+
+    assert main([str(sweep), "--out", str(tmp_path)]) == 0
+    for name in ("report.md", "report.csv", "report_paired.csv"):
+        assert (tmp_path / name).read_bytes() == (sweep / name).read_bytes(), name
