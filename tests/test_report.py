@@ -362,9 +362,7 @@ def test_cli_module_entry_point(sweep_dir):
     assert "| arm | seeds finished | train/reward |" in (sweep_dir / "report.md").read_text()
 
 
-COMMITTED_SWEEPS = sorted(
-    p.parent for p in (Path(__file__).resolve().parents[1] / "results").glob("*/report.md") if p.parent.name
-)
+COMMITTED_SWEEPS = sorted(p.parent for p in (ROOT / "results").glob("*/report.md"))
 
 
 @pytest.mark.parametrize("sweep", COMMITTED_SWEEPS, ids=[p.name for p in COMMITTED_SWEEPS])
