@@ -128,6 +128,7 @@ class PR1Module(L.LightningModule):
         self.start_val_rows: tuple[list[dict], list[dict]] | None = None  # the same at step 0, this process
         self.batches_seen = 0  # rollout batches trained on by this process (drives gradient accumulation)
         self.samples_done = 0  # prompts consumed over all processes; the data sampler resumes from it
+        self.restored_grads: dict[str, torch.Tensor] = {}  # a resumed mid-cycle gradient (on_train_start)
 
     # ----------------------------------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict:
@@ -165,9 +166,7 @@ class PR1Module(L.LightningModule):
             )
         self.samples_done = int(state["samples_done"])
         self.batches_seen = int(state.get("batches_seen", 0))
-        params = dict(self.policy.named_parameters())
-        for name, grad in state.get("grads", {}).items():
-            params[name].grad = grad.to(params[name].device, params[name].dtype)
+        self.restored_grads = state.get("grads", {})
         set_rng_state(state["rng"])
         rows = state.get("val_rows") or {}
         self.start_val_rows = self.start_val_rows or rows.get("start")
@@ -176,6 +175,14 @@ class PR1Module(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.reference is not None:
             self.reference.to(self.device)
+
+    def on_train_start(self) -> None:
+        """Put back a resumed accumulation cycle's half-built gradient. Not in `on_load_checkpoint`: Lightning
+        zeroes the module's gradients after restoring a checkpoint, when its fit stage starts."""
+        params = dict(self.policy.named_parameters())
+        for name, grad in self.restored_grads.items():
+            params[name].grad = grad.to(params[name].device, params[name].dtype)
+        self.restored_grads = {}
 
     def encode(self, batch: list[dict]) -> Batch:
         return self.engine.encode(
