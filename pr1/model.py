@@ -28,11 +28,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 MODEL_TYPES = {"qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl"}
 
 
-# How each embedded checkpoint is rebuilt (the perception model starts from the grounding one).
+# How each embedded checkpoint is rebuilt (the perception model starts from the grounding one). The tiny4x
+# pair is the model-size ablation's larger model (not shipped).
 ASSET_RECIPES = {
     "tiny-grounding-sft": "python -m pr1.run experiment=build_tiny",
     "tiny-perception-sft": (
         "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
+    ),
+    "tiny4x-grounding-sft": "python -m pr1.run experiment=build_tiny4x",
+    "tiny4x-perception-sft": (
+        "python -m pr1.run experiment=build_tiny4x && python -m pr1.run experiment=build_tiny4x_perception"
     ),
 }
 
