@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import SchedulerType
 
 from pr1.grpo import LOSS_TYPES, SCALE_REWARDS
+from pr1.model import ASSETS, rebuild_command
 
 # transformers' per-step schedules (the plateau and greedy ones need a metric)
 LR_SCHEDULES = tuple(t.value for t in SchedulerType if t.value not in ("reduce_lr_on_plateau", "greedy"))
@@ -97,7 +98,6 @@ RUN = (
 )
 MISSING = object()
 # A hub id is `org/name` (or a bare `name`); anything else is read as a local folder.
-ASSETS = Path(__file__).resolve().parent / "assets"  # the embedded checkpoints (pr1.model.asset_path)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -113,8 +113,6 @@ def model_path_problem(path: Any) -> str | None:
     local = Path(text).expanduser()
     if local.exists() or not HUB_ID.match(text) or text.startswith(("~", ".")):
         if not local.is_dir() and local.parent == ASSETS:
-            from pr1.model import rebuild_command
-
             rebuild = rebuild_command(local)
             return f"model.path={text!r}: embedded checkpoint missing; rebuild it with {rebuild}"
         if not local.is_dir():
