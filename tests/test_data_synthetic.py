@@ -84,6 +84,21 @@ def test_ocr_text_is_rendered(tmp_path):
             assert (np.asarray(im.convert("L")) < 100).sum() > 20  # dark text pixels
 
 
+def test_ocr_words_knob_limits_the_vocabulary(tmp_path):
+    words = ["apple", "river", "tiger"]
+    records = load_or_make("ocr", n=20, seed=4, root=tmp_path, knobs={"words": words, "max_words": 2})
+    seen = {w for r in records for w in r["solution"].split()}
+    assert seen == set(words)  # drawn from the subset only, and all of it shows in 20 lines
+    default = load_or_make("ocr", n=20, seed=4, root=tmp_path, knobs={"words": list(synthetic.WORDS)})
+    assert [r["solution"] for r in default] == [
+        r["solution"] for r in load_or_make("ocr", n=20, seed=4, root=tmp_path / "d")
+    ]  # the full list is the default: the default data is unchanged
+    with pytest.raises(ValueError, match="unknown word 'banana'"):
+        make("ocr", tmp_path / "bad", n=1, seed=0, words=["apple", "banana"])
+    with pytest.raises(ValueError, match="at least one word"):
+        make("ocr", tmp_path / "none", n=1, seed=0, words=[])
+
+
 def test_relational_expressions_are_true_and_unambiguous():
     rng = np.random.default_rng(0)
     combos = [(c, s) for c in ("red", "blue") for s in ("ellipse", "rectangle")]

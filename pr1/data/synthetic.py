@@ -340,13 +340,20 @@ def make_ocr(
     font_size: int = 14,
     font: str | None = None,
     clutter: int = 0,
+    words: Sequence[str] = WORDS,
 ) -> Path:
     """Lines of common words rendered in black on white (page-OCR JSONL: image + text, lines joined by \\n).
+
+    words: the vocabulary lines are drawn from, a subset of WORDS (the tiny tokenizer's whole-token words);
+    fewer words make reading easier, the synthetic knob for an OCR task a small model can learn.
 
     font: a TrueType file (e.g. /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf); default Pillow's bundled
     font, so the data needs nothing outside the Python environment. Words that would overflow the width are
     dropped from the end of the line, so the text always shows in full.
     """
+    _check_names(words, WORDS, "word")
+    if not words:
+        raise ValueError("words must name at least one word")
     face = ImageFont.truetype(font, font_size) if font else ImageFont.load_default(size=font_size)
     line_h = font_size + 4
     if not 1 <= min_words <= max_words or lines < 1 or lines * line_h + 4 > height:
@@ -360,13 +367,13 @@ def make_ocr(
     for i in range(n):
         text_lines = []
         for _ in range(int(rng.integers(1, lines + 1))):
-            words = [
-                WORDS[int(k)]
-                for k in rng.integers(0, len(WORDS), int(rng.integers(min_words, max_words + 1)))
+            line = [
+                words[int(k)]
+                for k in rng.integers(0, len(words), int(rng.integers(min_words, max_words + 1)))
             ]
-            while len(words) > 1 and face.getlength(" ".join(words)) > width - 8:
-                words.pop()
-            text_lines.append(" ".join(words))
+            while len(line) > 1 and face.getlength(" ".join(line)) > width - 8:
+                line.pop()
+            text_lines.append(" ".join(line))
         img = Image.new("RGB", (width, height), "white")
         draw = ImageDraw.Draw(img)
         _clutter(draw, rng, width, height, clutter)
