@@ -66,12 +66,19 @@ class RunRecorder(L.Callback):
         self.print_every = max(int(print_every), 1)
         self.t0 = time.time()
         self.extra: dict = {}  # run-level results beside the history's summary (data skips, improvement)
+        self.frozen: dict | None = None  # a completed run's record that a rerun must not touch (keep())
+
+    def keep(self, record: dict) -> None:
+        """Rerunning a completed run: its metrics.json stays exactly as it is, whatever this process does."""
+        self.frozen = dict(record)
 
     @property
     def history_path(self) -> Path:
         return self.run_dir / HISTORY_FILE
 
     def write(self, trainer: L.Trainer, status: str, error: str | None = None) -> dict:
+        if self.frozen is not None:
+            return self.frozen
         rows = read_jsonl(self.history_path) if self.history_path.exists() else []
         data = {
             **self.meta,

@@ -266,14 +266,15 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
 
 def mark_failed(run_dir: str | os.PathLike[str], meta: Mapping[str, Any], error: str) -> None:
     """Set metrics.json's status to failed with `error` (creating a schema-complete one from `meta` if the run
-    never wrote one); a run already marked failed keeps its first error."""
+    never wrote one); a run already marked failed keeps its first error, and a completed one stays completed
+    (a later command that fails before training, a rerun of the finished run, did not undo its training)."""
     path = Path(run_dir) / METRICS_FILE
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         blank = {"overrides": [], "steps": 0, "wall_time_s": 0.0, "git_commit": None, "task_metric": None}
         data = {**blank, "final": {}, "best": {}, "reward_start": None, "reward_end": None, **meta}
-    if data.get("status") != "failed":
+    if data.get("status") not in ("failed", "completed"):
         data.update(status="failed", error=error)
         write_json_atomic(path, data)
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pr1.results import HISTORY_FILE, read_jsonl, write_text_atomic
+from pr1.results import (
+    HISTORY_FILE,
+    RunMetrics,
+    RunRecordError,
+    read_jsonl,
+    read_run_metrics,
+    write_text_atomic,
+)
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = Path(CHECKPOINT_DIR) / "last.ckpt"
@@ -85,6 +92,21 @@ def _aside_name(path: Path) -> Path:
     while (aside := path.with_name(f"{path.name}.corrupt-{n}")).exists():
         n += 1
     return aside
+
+
+def completed_record(
+    run_dir: str | os.PathLike[str], point: ResumePoint | None, max_steps: int
+) -> RunMetrics | None:
+    """The run's metrics.json when rerunning it would add nothing: its checkpoint is at `max_steps` and its
+    record says it completed there. Such a rerun must leave the records as they are (status, steps, git
+    commit, the start-vs-end CI), also when it is itself killed, so the caller writes none of them."""
+    if point is None or point.step < max_steps:
+        return None
+    try:
+        record = read_run_metrics(run_dir)
+    except RunRecordError:
+        return None
+    return record if record["status"] == "completed" and record.get("steps") == point.step else None
 
 
 def trim_history(run_dir: str | os.PathLike[str], point: ResumePoint | None) -> None:

@@ -25,7 +25,7 @@ from pr1.module import PR1Module
 from pr1.paired import improvement
 from pr1.preemption import PREEMPTED_EXIT_CODE, Preempted
 from pr1.results import mark_failed, write_text_atomic
-from pr1.resume import CHECKPOINT_DIR, resume_checkpoint, trim_history
+from pr1.resume import CHECKPOINT_DIR, completed_record, resume_checkpoint, trim_history
 from pr1.tasks import Task
 
 log = logging.getLogger("pr1")
@@ -54,13 +54,27 @@ def check_task_metric(task: Task, records: list[dict], metric: str) -> None:
     schema.check_metric(metric, names, type(task).__name__)
 
 
+def _read_or_none(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
 def train(cfg: DictConfig) -> dict:
     schema.validate(cfg)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temps(run_dir) + remove_stale_temps(run_dir / CHECKPOINT_DIR):
         log.info("removed %s (a temp file of a killed writer)", stale)
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    point = resume_checkpoint(run_dir, bool(cfg.resume))
+    done = completed_record(run_dir, point, int(cfg.trainer.max_steps))
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
+    if not done:
+        write_text_atomic(run_dir / "config.yaml", config_text)
+    elif _read_or_none(run_dir / "config.yaml") != config_text:
+        log.warning(
+            "%s completed with another composed config than this command's; its records and config.yaml "
+            "are kept as they are (move the run dir aside, or set resume=false, to train this config)",
+            run_dir,
+        )
     L.seed_everything(int(cfg.seed), workers=True)
 
     task = Task.from_config(cfg.task, resolvers.run_options(cfg))
@@ -85,14 +99,16 @@ def train(cfg: DictConfig) -> dict:
     for lg in trainer.loggers:  # the composed config travels with every logger (W&B config, hparams.yaml)
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    point = resume_checkpoint(run_dir, bool(cfg.resume))
     trim_history(run_dir, point)
-    if point:
+    if done:  # fit below only restores the weights (for export_dir); no record is rewritten
+        recorder.keep(done)
+        log.info("%s completed at step %d: records unchanged", run_dir, point.step)
+    elif point:
         log.info("resuming from %s (step %d)", point.path, point.step)
     elif data.val_set is not None:
         trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
     trainer.fit(module, datamodule=data, ckpt_path=str(point.path) if point else None)
-    if module.start_val_rows and module.val_rows:
+    if not done and module.start_val_rows and module.val_rows:
         (records, start), (_, end) = module.start_val_rows, module.val_rows
         recorder.extra["improvement"] = improvement(task, records, start, end, seed=int(cfg.seed))
     result = recorder.write(trainer, "completed")

@@ -11,8 +11,8 @@ import torch
 
 from pr1.checkpointing import remove_stale_temps
 from pr1.preemption import Preempted, PreemptionSignals
-from pr1.results import write_text_atomic
-from pr1.resume import RECORDS_KEY, ResumePoint, resume_checkpoint, trim_history
+from pr1.results import mark_failed, write_json_atomic, write_text_atomic
+from pr1.resume import RECORDS_KEY, ResumePoint, completed_record, resume_checkpoint, trim_history
 
 
 def save_ckpt(path, step: int, rows: int) -> None:
@@ -43,6 +43,56 @@ def test_resume_falls_back_to_best_and_skips_weights_only_files(tmp_path):
 
 def test_no_checkpoint_means_a_fresh_start(tmp_path):
     assert resume_checkpoint(tmp_path, resume=True) is None
+
+
+def record(status: str, steps: int) -> dict:
+    """A schema-complete metrics.json (pr1.results.RunMetrics)."""
+    return {
+        "sweep": "s",
+        "arm": "a",
+        "seed": 0,
+        "status": status,
+        "error": None,
+        "overrides": [],
+        "steps": steps,
+        "wall_time_s": 12.5,
+        "git_commit": "abc",
+        "task_metric": "val/score",
+        "final": {},
+        "best": {},
+        "reward_start": None,
+        "reward_end": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "status, steps, point_step, max_steps, kept",
+    [
+        ("completed", 8, 8, 8, True),  # a rerun of the finished run: its record is kept
+        ("completed", 8, 8, 12, False),  # max_steps raised: it trains on
+        ("running", 8, 8, 8, False),  # killed after the last checkpoint, before the record said completed
+        ("completed", 6, 8, 8, False),  # record and checkpoint disagree: redo the end, rewrite the record
+    ],
+)
+def test_completed_record_only_for_a_run_finished_at_max_steps(
+    tmp_path, status, steps, point_step, max_steps, kept
+):
+    write_json_atomic(tmp_path / "metrics.json", record(status, steps))
+    point = ResumePoint(tmp_path / "checkpoints" / "last.ckpt", point_step, 9)
+    got = completed_record(tmp_path, point, max_steps)
+    assert (got == record(status, steps)) if kept else got is None
+    assert completed_record(tmp_path, None, max_steps) is None
+    (tmp_path / "metrics.json").write_text("{")  # unreadable: not a completed record
+    assert completed_record(tmp_path, point, max_steps) is None
+
+
+def test_a_failed_later_command_does_not_undo_a_completed_run(tmp_path):
+    write_json_atomic(tmp_path / "metrics.json", record("completed", 8))
+    mark_failed(tmp_path, {"arm": "a"}, "ValueError: a bad rerun")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == record("completed", 8)
+    write_json_atomic(tmp_path / "metrics.json", record("running", 4))
+    mark_failed(tmp_path, {"arm": "a"}, "ValueError: crashed mid-run")
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
 
 
 def rows(n: int) -> list[dict]:

@@ -70,3 +70,28 @@ def test_kill_and_rerun_continues_exactly(tmp_path):
         assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-6), a["step"]
     final = json.loads((run_dir / "metrics.json").read_text())
     assert final["status"] == "completed" and final["steps"] == 8
+
+
+def test_rerunning_a_completed_run_leaves_its_records_as_they_are(tmp_path):
+    """Not its status, steps, git commit, start-vs-end CI or config.yaml; also when the rerun fails."""
+    cmd = [sys.executable, "-m", "pr1.run", *ARGS]
+    env = env_for(tmp_path)
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
+    run_dir = tmp_path / "results" / "default" / "default" / "seed0"
+    files = ("metrics.json", "config.yaml", "history.jsonl")
+    before = {name: (run_dir / name).read_bytes() for name in files}
+    assert json.loads(before["metrics.json"])["status"] == "completed"
+
+    changed = subprocess.run(  # another config in the same run dir (trainer.* is not part of the arm id)
+        [*cmd, "trainer.log_every_n_steps=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    out = changed.stdout + changed.stderr
+    assert "records unchanged" in out and "completed with another composed config" in out
+    assert {name: (run_dir / name).read_bytes() for name in files} == before
+
+    failed = subprocess.run(  # a rerun that fails before training does not mark the finished run failed
+        [*cmd, "trainer.accelerator=nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert failed.returncode != 0
+    assert {name: (run_dir / name).read_bytes() for name in files} == before
