@@ -201,6 +201,12 @@ class PolicyEngine:
         after = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0
         return (~after).long()
 
+    def truncated(self, completion_ids: torch.Tensor) -> torch.Tensor:
+        """True for the completions that hold no end-of-turn token: generation stopped them at max_new_tokens.
+        (A completion that ends in the padded batch's last column with its end token is not truncated.)"""
+        eos = torch.tensor(self.eos_ids, device=completion_ids.device)
+        return ~torch.isin(completion_ids, eos).any(dim=1)
+
     def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
         """Completion text with Qwen's markup tokens kept (they carry the boxes) and the end token dropped."""
         eos = torch.tensor(self.eos_ids, device=completion_ids.device)

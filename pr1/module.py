@@ -329,7 +329,7 @@ class PR1Module(L.LightningModule):
             clip_ratio=clip_sum / n_tok,
             entropy=ent_sum / n_tok,
             completion_length=float(mask.sum(1).float().mean()),
-            truncated_frac=float((mask[:, -1] == 1).float().mean()),
+            truncated_frac=float(self.engine.truncated(ro.ids).float().mean()),
             terms={
                 **term_stats(per_term),
                 **task_rewards(rewards, self.task.groups(records), self.task.rewards),

@@ -260,6 +260,9 @@ def test_completion_mask_repeat_select_and_chunks(tiny_model, tiny_processor, gr
     end = engine.end_id
     ids = torch.tensor([[5, 6, end, 7, 7], [5, 6, 7, 8, 9]])
     assert engine.completion_mask(ids).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    # Truncated = no end token at all; ending with it in the last column is a finished answer.
+    ends_last = torch.tensor([[5, 6, 7, 8, end], [5, 6, 7, 8, 9], [5, end, 0, 0, 0]])
+    assert engine.truncated(ends_last).tolist() == [False, True, False]
     ds = RecordDataset(grounding_records)
     enc = encode(engine, [ds[0], ds[1]])
     rep = enc.repeat(3)
