@@ -14,6 +14,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from pr1 import resolvers, schema
@@ -75,6 +76,13 @@ def train(cfg: DictConfig) -> dict:
             "are kept as they are (move the run dir aside, or set resume=false, to train this config)",
             run_dir,
         )
+    if done and not cfg.export_dir:
+        # Nothing to train and nothing to export: return before loading the data and the model (for a real
+        # checkpoint in a sweep rerun that load is minutes).
+        log.info("%s completed at step %d: nothing to train or export", run_dir, point.step)
+        if rank_zero_only.rank == 0:
+            print_summary(done, run_dir)
+        return done
     L.seed_everything(int(cfg.seed), workers=True)
 
     task = Task.from_config(cfg.task, resolvers.run_options(cfg))
@@ -100,7 +108,7 @@ def train(cfg: DictConfig) -> dict:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     trim_history(run_dir, point)
-    if done:  # fit below only restores the weights (for export_dir); no record is rewritten
+    if done:  # fit below only restores the weights for export_dir; no record is rewritten
         recorder.keep(done)
         log.info("%s completed at step %d: records unchanged", run_dir, point.step)
     elif point:

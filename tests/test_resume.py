@@ -87,11 +87,25 @@ def test_rerunning_a_completed_run_leaves_its_records_as_they_are(tmp_path):
     )
     assert changed.returncode == 0, changed.stderr[-3000:]
     out = changed.stdout + changed.stderr
-    assert "records unchanged" in out and "completed with another composed config" in out
+    assert "nothing to train or export" in out and "completed with another composed config" in out
+    assert "pr1 run finished: 8 steps" in changed.stdout  # the record's own summary, printed again
+    assert {name: (run_dir / name).read_bytes() for name in files} == before
+
+    export = tmp_path / "export"  # with export_dir the rerun loads the model and restores its weights
+    exported = subprocess.run(
+        [*cmd, f"export_dir={export}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert "records unchanged" in exported.stdout + exported.stderr and (export / "config.json").exists()
     assert {name: (run_dir / name).read_bytes() for name in files} == before
 
     failed = subprocess.run(  # a rerun that fails before training does not mark the finished run failed
-        [*cmd, "trainer.accelerator=nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        [*cmd, f"export_dir={export}", "trainer.accelerator=nope"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert failed.returncode != 0
     assert {name: (run_dir / name).read_bytes() for name in files} == before
