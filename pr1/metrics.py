@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from rapidfuzz.distance import Levenshtein
 from pr1 import rewards
 from pr1.coords import clip, from_frame
 from pr1.parsing import Item, completion_text, parse_items, split_answer
+from pr1.rewards.ocr import word_prf
 
 # Generative detectors give no confidence: every parsed box gets this score. COCOeval then ranks tied
 # detections in input order (its sort is stable), i.e. by record order, then by order in the answer.
@@ -111,21 +111,6 @@ def counting(completions: list[str], records: list[dict], frame: dict, thinking:
         return {}, rows
     errors = np.asarray([abs(row["pred_count"] - row["gt_count"]) for row in rows], dtype=float)
     return {"count_acc": float((errors == 0).mean()), "count_mae": float(errors.mean())}, rows
-
-
-def word_prf(pred: str, gt: str) -> tuple[float, float, float]:
-    """Precision, recall, F1 of whitespace-separated words as multisets (a repeated word is paid once per
-    occurrence in the ground truth, so repetition cannot raise recall for free). Case-sensitive; both empty
-    scores 1, one empty scores 0."""
-    p, g = Counter(pred.split()), Counter(gt.split())
-    n_p, n_g = sum(p.values()), sum(g.values())
-    if n_p == 0 or n_g == 0:
-        value = float(n_p == n_g)
-        return value, value, value
-    common = sum((p & g).values())
-    precision, recall = common / n_p, common / n_g
-    f1 = 2 * precision * recall / (precision + recall) if common else 0.0
-    return precision, recall, f1
 
 
 def ocr(completions: list[str], records: list[dict], frame: dict, thinking: bool) -> Result:

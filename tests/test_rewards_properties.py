@@ -19,6 +19,7 @@ SOLUTIONS = {
     "count": [[10, 10], [200, 300], [600, 50]],
     "detection": [{"label": "cat", "box": [0, 0, 50, 60]}, {"label": "dog", "box": [100, 100, 640, 480]}],
     "edit": "Hello world",
+    "word_f1": "Hello world",
 }
 BOUNDS = {
     "format": (-1.0, 1.0),
@@ -26,6 +27,7 @@ BOUNDS = {
     "count": (0.0, 1.0),
     "detection": (0.0, 1.0),
     "edit": (0.0, 1.0),
+    "word_f1": (0.0, 1.0),
 }
 
 _NUMBER = st.one_of(
