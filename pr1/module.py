@@ -126,6 +126,7 @@ class PR1Module(L.LightningModule):
         self.val_outputs: list[tuple[str, dict]] = []
         self.val_rows: tuple[list[dict], list[dict]] | None = None  # (records, rows) of the last validation
         self.start_val_rows: tuple[list[dict], list[dict]] | None = None  # the same at step 0, this process
+        self.val_step: int | None = None  # the optimizer step of the last validation
         self.batches_seen = 0  # rollout batches trained on by this process (drives gradient accumulation)
         self.samples_done = 0  # prompts consumed over all processes; the data sampler resumes from it
         self.restored_grads: dict[str, torch.Tensor] = {}  # a resumed mid-cycle gradient (on_train_start)
@@ -156,6 +157,7 @@ class PR1Module(L.LightningModule):
             "grads": grads,
             # per-image rows of the step-0 and the latest validation: the run's paired start-vs-end test
             "val_rows": {"start": self.start_val_rows, "last": self.val_rows},
+            "val_step": self.val_step,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -171,6 +173,7 @@ class PR1Module(L.LightningModule):
         rows = state.get("val_rows") or {}
         self.start_val_rows = self.start_val_rows or rows.get("start")
         self.val_rows = rows.get("last")
+        self.val_step = state.get("val_step")
 
     def on_fit_start(self) -> None:
         if self.reference is not None:
@@ -373,6 +376,7 @@ class PR1Module(L.LightningModule):
         metrics, rows = self.task.evaluate([t for t, _ in self.val_outputs], records)
         # Per-image rows of the latest validation, and of the step-0 one (the start of a paired comparison).
         self.val_rows = (records, rows)
+        self.val_step = int(self.trainer.global_step)
         if self.trainer.global_step == 0 and self.start_val_rows is None:
             self.start_val_rows = (records, rows)
         for k, v in metrics.items():

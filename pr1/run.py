@@ -107,7 +107,8 @@ def train(cfg: DictConfig) -> dict:
     for lg in trainer.loggers:  # the composed config travels with every logger (W&B config, hparams.yaml)
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trim_history(run_dir, point)
+    if not done:  # a completed run's history holds its final validation, after its last checkpoint
+        trim_history(run_dir, point)
     if done:  # fit below only restores the weights for export_dir; no record is rewritten
         recorder.keep(done)
         log.info("%s completed at step %d: records unchanged", run_dir, point.step)
@@ -116,6 +117,10 @@ def train(cfg: DictConfig) -> dict:
     elif data.val_set is not None:
         trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
     trainer.fit(module, datamodule=data, ckpt_path=str(point.path) if point else None)
+    if not done and data.val_set is not None and module.val_step != trainer.global_step:
+        # The last step was not a validation step (max_steps not a multiple of the validation interval, or
+        # num_iterations > 1): validate the final policy, so that the run's end point is its last step.
+        trainer.validate(module, datamodule=data, verbose=False)
     if not done and module.start_val_rows and module.val_rows:
         (records, start), (_, end) = module.start_val_rows, module.val_rows
         recorder.extra["improvement"] = improvement(task, records, start, end, seed=int(cfg.seed))

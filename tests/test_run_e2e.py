@@ -53,6 +53,21 @@ def test_default_run_trains_and_summarises(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_last_step_is_validated_whatever_the_interval(tmp_path):
+    """num_iterations=2 makes 2 optimizer steps per batch, so Lightning's batch-counted validation interval
+    (3) never comes within 4 steps: the run still validates its final policy, and its start-vs-end change
+    pairs step 0 with step 4 (it once paired step 0 with itself and reported a change of exactly 0)."""
+    run_pr1(tmp_path, *SHORT, "objective.num_iterations=2", "trainer.val_check_interval=3")
+    run_dir = next((tmp_path / "results" / "default").glob("*/seed0"))
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history if "val/score" in r] == [0, 4]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    end = [r for r in history if "val/score" in r][-1]
+    assert metrics["improvement"]["ocr/f1"]["end"] == pytest.approx(end["val/ocr/f1"])
+    assert metrics["final"]["val/score"] == pytest.approx(end["val/score"])
+
+
+@pytest.mark.slow
 def test_headline_multirun_four_arms(tmp_path):
     proc = run_pr1(
         tmp_path,
