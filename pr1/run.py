@@ -107,15 +107,15 @@ def train(cfg: DictConfig) -> dict:
     for lg in trainer.loggers:  # the composed config travels with every logger (W&B config, hparams.yaml)
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    if not done:  # a completed run's history holds its final validation, after its last checkpoint
-        trim_history(run_dir, point)
-    if done:  # fit below only restores the weights for export_dir; no record is rewritten
+    if done:  # fit below only restores the weights for export_dir; no record (history included) is rewritten
         recorder.keep(done)
         log.info("%s completed at step %d: records unchanged", run_dir, point.step)
-    elif point:
-        log.info("resuming from %s (step %d)", point.path, point.step)
-    elif data.val_set is not None:
-        trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
+    else:
+        trim_history(run_dir, point)
+        if point:
+            log.info("resuming from %s (step %d)", point.path, point.step)
+        elif data.val_set is not None:
+            trainer.validate(module, datamodule=data, verbose=False)  # the starting point of the task metric
     trainer.fit(module, datamodule=data, ckpt_path=str(point.path) if point else None)
     if not done and data.val_set is not None and module.val_step != trainer.global_step:
         # The last step was not a validation step (max_steps not a multiple of the validation interval, or
