@@ -35,6 +35,10 @@ ASSET_RECIPES = {
     "tiny-perception-sft": (
         "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
     ),
+    "tiny-perception-ocr8-sft": (
+        "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
+        " && python -m pr1.run experiment=build_tiny_perception_ocr8"
+    ),
     "tiny4x-grounding-sft": "python -m pr1.run experiment=build_tiny4x",
     "tiny4x-perception-sft": (
         "python -m pr1.run experiment=build_tiny4x && python -m pr1.run experiment=build_tiny4x_perception"

@@ -207,3 +207,16 @@ def test_sweeps_are_found_from_any_working_directory(tmp_path, monkeypatch):
         cfg = compose("config", overrides=["ablation=matcher"], return_hydra_config=True)
     assert cfg.sweep == "matcher"
     assert cfg.hydra.searchpath == [f"file://{resolvers.SWEEPS_DIR}"]
+
+
+def test_zoom_trains_and_validates_on_a_shift_of_its_warm_starts_data(compose):
+    """experiment=zoom: every task's knobs differ from the SFT data of its warm start, validation follows the
+    shifted training distribution on its own seed, and the OCR vocabulary is the one the warm start read."""
+    build, zoom = compose("experiment=build_tiny_perception_ocr8"), compose("experiment=zoom")
+    assert zoom.model.path == build.export_dir
+    for name in ("grounding", "counting", "ocr", "detection"):
+        source, target = build.task.train.parts[name].knobs, zoom.task.train.parts[name].knobs
+        assert target != source, name
+        assert zoom.task.val.parts[name].knobs == target, name
+        assert zoom.task.val.parts[name].seed != zoom.task.train.parts[name].seed, name
+    assert zoom.task.train.parts.ocr.knobs.words == build.task.train.parts.ocr.knobs.words

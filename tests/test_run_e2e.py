@@ -53,6 +53,31 @@ def test_default_run_trains_and_summarises(tmp_path):
 
 
 @pytest.mark.slow
+def test_zoom_trains_its_warm_start_on_the_shifted_data(tmp_path):
+    """experiment=zoom runs from its own embedded warm start, and the grounding images it trains and
+    validates on hold the larger objects it asks for (sides 0.6-0.85 of the image, not the warm start's
+    0.15-0.6)."""
+    from pr1.data.synthetic import dataset_dir
+
+    smoke = ["trainer.max_steps=2", "trainer.val_check_interval=2", "objective.prompts_per_step=2",
+             "objective.num_generations=4", "objective.max_new_tokens=28", "task.val_max_new_tokens=32",
+             "task.train.n=64", "task.val.n=8"]  # fmt: skip
+    proc = run_pr1(tmp_path, "experiment=zoom", *smoke)
+    (run_dir,) = (tmp_path / "results" / "zoom").glob("*/seed0")
+    assert "pr1 run finished: 2 steps" in proc.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert list(metrics["improvement"]) == ["grounding/acc50", "counting/count_acc", "ocr/f1", "detection/ap"]
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["model"]["path"].endswith("pr1/assets/tiny-perception-ocr8-sft")
+    for split in ("train", "val"):
+        part = cfg["task"][split]["parts"]["grounding"]
+        folder = dataset_dir(tmp_path / "data", "grounding", part["n"], part["seed"], part["knobs"])
+        rows = [json.loads(line) for line in (folder / "annotations.jsonl").read_text().splitlines()]
+        assert rows and all(int(112 * 0.6) <= r["bbox"][2] - r["bbox"][0] <= 112 * 0.85 for r in rows)
+
+
+@pytest.mark.slow
 def test_the_last_step_is_validated_whatever_the_interval(tmp_path):
     """num_iterations=2 makes 2 optimizer steps per batch, so Lightning's batch-counted validation interval
     (3) never comes within 4 steps: the run still validates its final policy, and its start-vs-end change
