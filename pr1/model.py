@@ -30,14 +30,14 @@ MODEL_TYPES = {"qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwe
 
 # How each embedded checkpoint is rebuilt (the perception model starts from the grounding one). The tiny4x
 # pair is the model-size ablation's larger model (not shipped).
+_TINY_PERCEPTION = (
+    "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
+)
 ASSET_RECIPES = {
     "tiny-grounding-sft": "python -m pr1.run experiment=build_tiny",
-    "tiny-perception-sft": (
-        "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
-    ),
+    "tiny-perception-sft": _TINY_PERCEPTION,
     "tiny-perception-ocr8-sft": (
-        "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
-        " && python -m pr1.run experiment=build_tiny_perception_ocr8"
+        f"{_TINY_PERCEPTION} && python -m pr1.run experiment=build_tiny_perception_ocr8"
     ),
     "tiny4x-grounding-sft": "python -m pr1.run experiment=build_tiny4x",
     "tiny4x-perception-sft": (
