@@ -28,10 +28,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 MODEL_TYPES = {"qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl"}
 
 
-# How each embedded checkpoint is rebuilt (the perception model starts from the grounding one). The tiny4x
-# pair is the model-size ablation's larger model (not shipped).
+# How each embedded checkpoint is rebuilt (each stage starts from the one before it). The tiny4x
+# stages are the model-size ablation's larger model (not shipped).
 _TINY_PERCEPTION = (
     "python -m pr1.run experiment=build_tiny && python -m pr1.run experiment=build_tiny_perception"
+)
+_TINY4X_PERCEPTION = (
+    "python -m pr1.run experiment=build_tiny4x && python -m pr1.run experiment=build_tiny4x_perception"
 )
 ASSET_RECIPES = {
     "tiny-grounding-sft": "python -m pr1.run experiment=build_tiny",
@@ -40,8 +43,9 @@ ASSET_RECIPES = {
         f"{_TINY_PERCEPTION} && python -m pr1.run experiment=build_tiny_perception_ocr8"
     ),
     "tiny4x-grounding-sft": "python -m pr1.run experiment=build_tiny4x",
-    "tiny4x-perception-sft": (
-        "python -m pr1.run experiment=build_tiny4x && python -m pr1.run experiment=build_tiny4x_perception"
+    "tiny4x-perception-sft": _TINY4X_PERCEPTION,
+    "tiny4x-perception-ocr8-sft": (
+        f"{_TINY4X_PERCEPTION} && python -m pr1.run experiment=build_tiny4x_perception_ocr8"
     ),
 }
 

@@ -209,14 +209,46 @@ def test_sweeps_are_found_from_any_working_directory(tmp_path, monkeypatch):
     assert cfg.hydra.searchpath == [f"file://{resolvers.SWEEPS_DIR}"]
 
 
-def test_zoom_trains_and_validates_on_a_shift_of_its_warm_starts_data(compose):
-    """experiment=zoom: every task's knobs differ from the SFT data of its warm start, validation follows the
-    shifted training distribution on its own seed, and the OCR vocabulary is the one the warm start read."""
-    build, zoom = compose("experiment=build_tiny_perception_ocr8"), compose("experiment=zoom")
-    assert zoom.model.path == build.export_dir
+def test_the_default_run_trains_and_validates_on_a_shift_of_its_warm_starts_data(compose):
+    """domain=zoom, the default: every task's knobs differ from the source-domain SFT data its warm start was
+    built on, validation follows the shifted training distribution on its own seed, and the OCR vocabulary is
+    the one the warm start last read."""
+    build, default = compose("experiment=build_tiny_perception_ocr8"), compose()
+    assert (build.domain.name, default.domain.name) == ("source", "zoom")
+    assert default.model.path == build.export_dir
     for name in ("grounding", "counting", "ocr", "detection"):
-        source, target = build.task.train.parts[name].knobs, zoom.task.train.parts[name].knobs
+        source, target = build.task.train.parts[name].knobs, default.task.train.parts[name].knobs
         assert target != source, name
-        assert zoom.task.val.parts[name].knobs == target, name
-        assert zoom.task.val.parts[name].seed != zoom.task.train.parts[name].seed, name
-    assert zoom.task.train.parts.ocr.knobs.words == build.task.train.parts.ocr.knobs.words
+        assert default.task.val.parts[name].knobs == target, name
+        assert default.task.val.parts[name].seed != default.task.train.parts[name].seed, name
+    assert default.task.train.parts.ocr.knobs.words == build.task.train.parts.ocr.knobs.words
+
+
+@pytest.mark.parametrize("domain", ["source", "zoom"])
+def test_a_domain_applies_alike_to_a_single_task_and_to_its_part_of_the_mixture(compose, domain):
+    """Each task yaml reads its knobs from the domain, so task=<name> and task=perception's part agree."""
+    mixture = compose(f"domain={domain}")
+    for name in ("grounding", "counting", "ocr", "detection"):
+        single = compose(f"task={name}", f"domain={domain}")
+        assert single.task.train.knobs == mixture.task.train.parts[name].knobs, name
+        chosen = OmegaConf.to_container(mixture.domain[name])
+        assert {k: single.task.train.knobs[k] for k in chosen} == chosen, name
+
+
+def test_the_build_stages_train_on_the_source_domain_the_generators_defaults(compose):
+    """The warm start's builds select domain=source, whose knobs are the synthetic generators' own defaults
+    for grounding and the values the shipped warm start was built with for the rest."""
+    import inspect
+
+    from pr1.data import synthetic
+
+    for build in ("build_tiny", "build_tiny_perception", "build_tiny_perception_ocr8", "build_tiny4x",
+                  "build_tiny4x_perception"):  # fmt: skip
+        assert compose(f"experiment={build}").domain.name == "source", build
+    source = compose("domain=source").domain
+    grounding = inspect.signature(synthetic.make_grounding).parameters
+    assert (source.grounding.min_frac, source.grounding.max_frac) == (
+        grounding["min_frac"].default,
+        grounding["max_frac"].default,
+    )
+    assert source.ocr.words is None  # every word of synthetic.WORDS

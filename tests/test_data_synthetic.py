@@ -93,6 +93,8 @@ def test_ocr_words_knob_limits_the_vocabulary(tmp_path):
     assert [r["solution"] for r in default] == [
         r["solution"] for r in load_or_make("ocr", n=20, seed=4, root=tmp_path / "d")
     ]  # the full list is the default: the default data is unchanged
+    unset = load_or_make("ocr", n=20, seed=4, root=tmp_path / "u", knobs={"words": None})
+    assert [r["solution"] for r in unset] == [r["solution"] for r in default]  # domain=source's null
     with pytest.raises(ValueError, match="unknown word 'banana'"):
         make("ocr", tmp_path / "bad", n=1, seed=0, words=["apple", "banana"])
     with pytest.raises(ValueError, match="at least one word"):

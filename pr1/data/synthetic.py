@@ -340,17 +340,19 @@ def make_ocr(
     font_size: int = 14,
     font: str | None = None,
     clutter: int = 0,
-    words: Sequence[str] = WORDS,
+    words: Sequence[str] | None = None,
 ) -> Path:
     """Lines of common words rendered in black on white (page-OCR JSONL: image + text, lines joined by \\n).
 
-    words: the vocabulary lines are drawn from, a subset of WORDS (the tiny tokenizer's whole-token words);
-    fewer words make reading easier, the synthetic knob for an OCR task a small model can learn.
+    words: the vocabulary lines are drawn from, a subset of WORDS (the tiny tokenizer's whole-token words),
+    None for all of them; fewer words make reading easier, the synthetic knob for an OCR task a small model
+    can learn.
 
     font: a TrueType file (e.g. /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf); default Pillow's bundled
     font, so the data needs nothing outside the Python environment. Words that would overflow the width are
     dropped from the end of the line, so the text always shows in full.
     """
+    words = WORDS if words is None else words
     _check_names(words, WORDS, "word")
     if not words:
         raise ValueError("words must name at least one word")
