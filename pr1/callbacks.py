@@ -28,14 +28,19 @@ from pr1.resume import RECORDS_KEY
 PREEMPTIONS = ("UncompletedJobError", "SIGTERMException")
 
 
-def git_commit() -> str | None:
+def git_commit(where: Path | None = None) -> str | None:
+    """HEAD of pr1's checkout (or of `where`), with "+dirty" when tracked files differ from it: a run made
+    from uncommitted code must not claim a commit that does not hold that code. None outside a checkout."""
+    here = where or Path(__file__).parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() or None
+        git = {"capture_output": True, "text": True, "timeout": 10, "cwd": here}
+        head = subprocess.run(["git", "rev-parse", "HEAD"], **git)
+        if not head.stdout.strip():
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
     except (OSError, subprocess.SubprocessError):
         return None
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 class RunRecorder(L.Callback):

@@ -231,3 +231,23 @@ def test_metrics_schema_lists_contract_keys():
         "reward_start",
         "reward_end",
     }
+
+
+def test_git_commit_flags_a_run_made_from_uncommitted_code(tmp_path):
+    """metrics.json's git_commit is HEAD, with +dirty when a tracked file differs from it (untracked files,
+    such as a run's own records, do not count); None outside a checkout."""
+    import subprocess
+
+    from pr1.callbacks import git_commit
+
+    assert git_commit(tmp_path) is None
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.yaml").write_text("lr: 1\n")
+    subprocess.run([*git, "add", "a.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "results.json").write_text("{}")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "a.yaml").write_text("lr: 2\n")
+    assert git_commit(tmp_path) == f"{head}+dirty"
