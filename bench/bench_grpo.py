@@ -197,6 +197,8 @@ def pr1_overrides(spec: dict, setup: dict, run_dir: Path) -> list[str]:
     s = setup
     ov = [
         "task=grounding",
+        "domain=source",  # the knobs load_records gives the TRL side, and its checkpoint below
+        "model.path=${pr1.asset:tiny-perception-sft}",
         "task.val=null",
         f"task.train.n={s['records']}",
         f"task.train.root={spec['data_dir']}",

@@ -29,16 +29,17 @@ PREEMPTIONS = ("UncompletedJobError", "SIGTERMException")
 
 
 def git_commit(where: Path | None = None) -> str | None:
-    """HEAD of pr1's checkout (or of `where`), with "+dirty" when tracked files differ from it: a run made
-    from uncommitted code must not claim a commit that does not hold that code. None outside a checkout."""
-    here = where or Path(__file__).parent
+    """HEAD of pr1's checkout (or of `where`), with "+dirty" when tracked files outside results/ differ from
+    it: a run made from uncommitted code must not claim a commit that does not hold that code, while a
+    committed sweep rerun in place (its records are tracked) is not dirty. None outside a checkout."""
+    git = {"capture_output": True, "text": True, "timeout": 10, "cwd": where or Path(__file__).parent}
+    changed = ["status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"]
     try:
-        git = {"capture_output": True, "text": True, "timeout": 10, "cwd": here}
-        head = subprocess.run(["git", "rev-parse", "HEAD"], **git)
-        if not head.stdout.strip():
-            return None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
+        head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], **git)
+        status = subprocess.run(["git", "--no-optional-locks", *changed], **git)
     except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode or status.returncode or not head.stdout.strip():
         return None
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 

@@ -51,8 +51,9 @@ ASSET_RECIPES = {
 
 
 def rebuild_command(asset: Path) -> str:
-    """The command that rebuilds the embedded checkpoint folder `asset`."""
-    return ASSET_RECIPES.get(Path(asset).name, ASSET_RECIPES["tiny-perception-sft"])
+    """The command that rebuilds the embedded checkpoint folder `asset` (the default model's, for a folder
+    no recipe names)."""
+    return ASSET_RECIPES.get(Path(asset).name, ASSET_RECIPES["tiny-perception-ocr8-sft"])
 
 
 def asset_path(name: str) -> str:

@@ -18,7 +18,7 @@ CONF = ROOT / "conf"
 def named_assets() -> set[str]:
     return {
         name
-        for path in CONF.rglob("*.yaml")
+        for path in [*CONF.rglob("*.yaml"), *(ROOT / "sweeps").rglob("*.yaml")]
         for name in re.findall(r"\$\{pr1\.asset:([\w.-]+)\}", path.read_text())
     }
 

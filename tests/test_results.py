@@ -233,21 +233,29 @@ def test_metrics_schema_lists_contract_keys():
     }
 
 
-def test_git_commit_flags_a_run_made_from_uncommitted_code(tmp_path):
-    """metrics.json's git_commit is HEAD, with +dirty when a tracked file differs from it (untracked files,
-    such as a run's own records, do not count); None outside a checkout."""
+def test_git_commit_flags_a_run_made_from_uncommitted_code(tmp_path, monkeypatch):
+    """metrics.json's git_commit is HEAD, with +dirty when a tracked file outside results/ differs from it
+    (untracked files and the tracked records of a rerun sweep do not count); None outside a checkout or
+    before the first commit."""
     import subprocess
 
     from pr1.callbacks import git_commit
 
-    assert git_commit(tmp_path) is None
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # never the checkout around tmp_path
+    repo = tmp_path / "repo"
+    (repo / "results" / "s").mkdir(parents=True)
+    assert git_commit(repo) is None
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], check=True)
-    (tmp_path / "a.yaml").write_text("lr: 1\n")
-    subprocess.run([*git, "add", "a.yaml"], check=True)
+    assert git_commit(repo) is None  # no commit yet
+    (repo / "a.yaml").write_text("lr: 1\n")
+    (repo / "results" / "s" / "metrics.json").write_text("{}")
+    subprocess.run([*git, "add", "a.yaml", "results"], check=True)
     subprocess.run([*git, "commit", "-qm", "a"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    (tmp_path / "results.json").write_text("{}")
-    assert git_commit(tmp_path) == head
-    (tmp_path / "a.yaml").write_text("lr: 2\n")
-    assert git_commit(tmp_path) == f"{head}+dirty"
+    (repo / "untracked.json").write_text("{}")
+    (repo / "results" / "s" / "metrics.json").write_text('{"rerun": 1}')
+    assert git_commit(repo) == head
+    assert git_commit(repo / "results" / "s") == head  # from a subfolder, the whole checkout counts
+    (repo / "a.yaml").write_text("lr: 2\n")
+    assert git_commit(repo / "results") == f"{head}+dirty"

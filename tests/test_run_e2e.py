@@ -51,7 +51,6 @@ def test_default_run_trains_and_summarises(tmp_path):
         folder = dataset_dir(tmp_path / "data", "grounding", part["n"], part["seed"], part["knobs"])
         rows = [json.loads(line) for line in (folder / "annotations.jsonl").read_text().splitlines()]
         assert rows and all(int(112 * 0.6) <= r["bbox"][2] - r["bbox"][0] <= 112 * 0.85 for r in rows)
-    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history if "train/reward" in r] == [1, 2, 3, 4]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
