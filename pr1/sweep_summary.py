@@ -1,5 +1,6 @@
 """The end of a multirun: a summary of every arm (completed, failed and why, missing), the swept axes, and the
-swept run-wide options that no component of the run reads (their arms are identical: compute spent twice).
+swept run-wide options that no component of the run reads, and swept synthetic domains that no data loader of
+the run reads (their arms are identical: compute spent twice).
 
 The Hydra callback writes `<sweep dir>/sweep_summary.json`; `pr1.report` uses the same axis and reader logic.
 """
@@ -31,6 +32,10 @@ RUN_WIDE_KEYS = {
     "matcher.name": "matcher",
     "model.frame": "frame",
 }
+
+
+# The loader that reads the `domain` config group's knobs (conf/task/<task>.yaml); real-data loaders do not.
+SYNTHETIC_LOADER = "pr1.data.synthetic.load_or_make"
 
 
 @functools.cache
@@ -69,7 +74,7 @@ def run_wide_option(key: str) -> str | None:
 
 @dataclass(frozen=True)
 class Unread:
-    """A swept override whose run-wide option no component of `task` reads."""
+    """A swept override whose run-wide option no component of `task` reads (for a domain: no data loader)."""
 
     key: str
     option: str
@@ -115,6 +120,37 @@ def unread_overrides(axes: Iterable[str], tasks: Sequence[tuple[str, Task]]) -> 
     ]
 
 
+def is_domain_key(key: str) -> bool:
+    """An override of the synthetic data's distribution: `domain=zoom` or `domain.<task>.<knob>=...`."""
+    return key == "domain" or key.startswith("domain.")
+
+
+def data_loaders(cfg: DictConfig) -> list[str]:
+    """`<split> <part>: <loader>` for each split of a run's task, per part of a mixture."""
+    out = []
+    for split in ("train", "val"):
+        node = OmegaConf.select(cfg, f"task.{split}")
+        if node is None:
+            continue
+        parts = node.get("parts") or {str(cfg.task.name): node}
+        out += [f"{split} {name}: {part.get('_target_')}" for name, part in parts.items()]
+    return out
+
+
+def unread_domains(keys: Iterable[str], configs: Sequence[DictConfig]) -> list[Unread]:
+    """The swept domain overrides that no data loader reads, per task name, over the runs' saved configs: a
+    task reads the domain if any of its runs loads synthetic data (real-data tasks never do)."""
+    read: dict[str, bool] = {}
+    loaders: dict[str, tuple[str, ...]] = {}
+    for cfg in configs:
+        name, found = str(cfg.task.name), data_loaders(cfg)
+        loaders.setdefault(name, tuple(found))
+        read[name] = read.get(name, False) or any(x.endswith(f": {SYNTHETIC_LOADER}") for x in found)
+    return [
+        Unread(k, "domain", name, loaders[name]) for k in keys for name, r in sorted(read.items()) if not r
+    ]
+
+
 def load_config(run_dir: str | Path) -> DictConfig:
     """A run's saved config.yaml (resolved when pr1.run wrote it)."""
     cfg = OmegaConf.load(Path(run_dir) / CONFIG_FILE)
@@ -145,20 +181,27 @@ def read_run_dir(
 
 def check_overrides(runs: Sequence[tuple[str, Mapping[str, str], DictConfig | None, str]]) -> dict:
     """The swept axes over runs given as (label, axes, saved config or None, why it is None), the swept
-    run-wide options no component reads, and the runs whose readers are unknown (no config, or one that the
-    current code cannot build) with the reason."""
+    run-wide options no component reads and the swept domains no data loader reads, and the runs whose
+    readers are unknown (no config, or one that the current code cannot build) with the reason."""
     axes = swept_axes(run_axes for _, run_axes, _, _ in runs)
-    tasks, unknown = [], []
-    if any(run_wide_option(k) for k in axes):
+    run_wide = any(run_wide_option(k) for k in axes)
+    domains = [k for k in axes if is_domain_key(k)]
+    tasks, configs, unknown = [], [], []
+    if run_wide or domains:
         for label, _, cfg, error in runs:
             if cfg is None:
                 unknown.append({"run": label, "error": error})
+                continue
+            configs.append(cfg)
+            if not run_wide:
                 continue
             try:
                 tasks.append((str(cfg.task.name), task_of(cfg)))
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 unknown.append({"run": label, "error": f"{type(e).__name__}: {e}"})
-    unread = unread_overrides(axes, tasks)
+    unread = sorted(
+        [*unread_overrides(axes, tasks), *unread_domains(domains, configs)], key=lambda u: (u.key, u.task)
+    )
     return {"swept": axes, "unread_overrides": [u.as_dict() for u in unread], "readers_unknown": unknown}
 
 

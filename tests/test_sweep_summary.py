@@ -96,6 +96,32 @@ def test_matcher_on_counting_is_read(tmp_path, save_run_config):
     assert summary["unread_overrides"] == []
 
 
+def test_a_swept_domain_is_flagged_where_no_loader_reads_it(tmp_path, save_run_config):
+    """A domain sets the synthetic data's knobs: real-data tasks read none of them, so sweeping it there runs
+    the same arms twice; synthetic tasks, alone or as a mixture's parts, read it."""
+    refcoco = ss.summarize(
+        _sweep(tmp_path / "r", save_run_config, "refcoco", [["domain=source"], ["domain=zoom"]])
+    )
+    assert refcoco["swept"] == {"domain": ["source", "zoom"]}
+    (unread,) = refcoco["unread_overrides"]
+    assert (unread["override"], unread["option"], unread["task"]) == ("domain", "domain", "refcoco")
+    assert unread["components"] == [
+        "train refcoco: pr1.data.formats.load",
+        "val refcoco: pr1.data.formats.load",
+    ]
+    assert unread["message"].startswith("domain: read by nothing in task refcoco (components: train refcoco")
+    grounding = ss.summarize(
+        _sweep(tmp_path / "g", save_run_config, "grounding", [["domain=source"], ["domain=zoom"]])
+    )
+    assert grounding["swept"] == {"domain": ["source", "zoom"]} and grounding["unread_overrides"] == []
+    knob = [[f"domain.detection.min_frac={v}"] for v in (0.3, 0.4)]
+    mixture = ss.summarize(_sweep(tmp_path / "m", save_run_config, "perception", knob))
+    assert (
+        mixture["swept"] == {"domain.detection.min_frac": ["0.3", "0.4"]}
+        and mixture["unread_overrides"] == []
+    )
+
+
 def test_runs_without_config_are_listed_not_flagged(tmp_path, save_run_config):
     arms = [["matcher=hungarian"], ["matcher=naive"]]
     summary = ss.summarize(_sweep(tmp_path, save_run_config, "grounding", arms, with_config=False))
