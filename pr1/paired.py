@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from pr1.metrics import coco_eval
+from pr1.metrics import CocoImages
 from pr1.stats import LEVEL, Interval, paired_diff_ci
 from pr1.tasks.base import Task
 
@@ -32,17 +32,17 @@ def _ap_diff_ci(
     """AP(start), AP(end) and the paired bootstrap CI of their difference over the images (rows hold each
     image's predictions)."""
     recs = list(records)
-
-    def ap(rows: Sequence[dict], idx: np.ndarray) -> float:
-        return coco_eval([recs[i] for i in idx], [rows[i]["predictions"] for i in idx])[metric]
-
+    # Each side's images are matched once; a resample only re-accumulates them (CocoImages).
+    by_area = metric.endswith(("_small", "_medium", "_large"))
+    s_images = CocoImages(recs, [row["predictions"] for row in start], by_area)
+    e_images = CocoImages(recs, [row["predictions"] for row in end], by_area)
     idx = np.arange(len(recs))
-    s_ap, e_ap = ap(start, idx), ap(end, idx)
+    s_ap, e_ap = s_images(idx)[metric], e_images(idx)[metric]
     if len(recs) < 2:
         return s_ap, e_ap, Interval(e_ap - s_ap, np.nan, np.nan, len(recs))
     res = stats.bootstrap(
         (idx,),
-        lambda i: ap(end, i.astype(int)) - ap(start, i.astype(int)),
+        lambda i: e_images(i)[metric] - s_images(i)[metric],
         vectorized=False,
         n_resamples=resamples,
         confidence_level=LEVEL,

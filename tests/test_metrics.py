@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from pr1 import metrics
@@ -11,6 +13,7 @@ from pr1.metrics import coco_eval, word_prf
 from tests.helpers import render
 
 REL = {"kind": "rel1000"}
+ALL_AREA = ("ap", "ap50", "ap75", "ar1", "ar10", "ar")
 ABS = {"kind": "abs_resized", "factor": 28, "min_pixels": 3136, "max_pixels": 1003520}
 
 
@@ -137,6 +140,51 @@ def test_coco_crowd_regions_are_ignored():
     with_crowd = coco_eval([rec("detection", [base], categories=["dog"], crowd=crowd)], preds)
     without = coco_eval([rec("detection", [base], categories=["dog"], crowd=[])], preds)
     assert with_crowd["ap"] == pytest.approx(1.0) and without["ap"] == pytest.approx(0.5)
+
+
+def random_detection_set(seed: int, n: int = 24) -> tuple[list[dict], list[list[dict]]]:
+    """Records of 0-3 objects (3 classes, some crowd regions; no `categories`, so each resample has its own)
+    and predictions near and far from them, some labelled outside the classes, scores partly tied."""
+    rng = np.random.default_rng(seed)
+    labels = ["cat", "dog", "bird"]
+
+    def box() -> list[float]:
+        x, y = rng.uniform(0, 40, 2)
+        return [float(x), float(y), float(x + rng.uniform(10, 60)), float(y + rng.uniform(10, 60))]
+
+    records, predictions = [], []
+    for i in range(n):
+        objects = [{"label": str(rng.choice(labels)), "box": box()} for _ in range(rng.integers(0, 4))]
+        crowd = [{"label": "dog", "box": box()}] if i % 7 == 3 else []
+        preds = [
+            {
+                "label": str(rng.choice(labels + ["fox"])) if rng.random() < 0.3 else o["label"],
+                "box": [v + rng.normal(0, 1.5) for v in o["box"]],
+                "score": float(rng.choice([1.0, 0.5, rng.random()])),
+            }
+            for o in objects
+            if rng.random() < 0.8
+        ]
+        stray = [{"label": str(rng.choice(labels)), "box": box(), "score": 1.0}] * int(rng.integers(2))
+        records.append({**rec("detection", objects), "crowd": crowd})
+        predictions.append(preds + stray)
+    return records, predictions
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_coco_images_resample_equals_coco_eval_on_the_resampled_records(seed):
+    """The bootstrap's shortcut against the brute force: COCOeval re-run on the resampled records, duplicates
+    and the resample's own category set included."""
+    records, predictions = random_detection_set(seed)
+    images = metrics.CocoImages(records, predictions)
+    all_area = metrics.CocoImages(records, predictions, by_area=False)
+    rng = np.random.default_rng(100 + seed)
+    for idx in [np.arange(len(records)), *(rng.integers(0, len(records), k) for k in (len(records), 9, 2))]:
+        brute = coco_eval([records[i] for i in idx], [predictions[i] for i in idx])
+        for got, keys in ((images(idx), brute), (all_area(idx), [k for k in brute if k in ALL_AREA])):
+            for key in keys:
+                assert got[key] == pytest.approx(brute[key], abs=1e-12, nan_ok=True), (list(idx), key)
+        assert math.isnan(all_area(idx)["ap_small"])
 
 
 def test_detection_parsing_drops_unusable_boxes():

@@ -24,6 +24,7 @@ def mixture_and_records(compose, tmp_path):
             "task=perception",
             "task.train.n=8",
             "task.val.n=8",
+            "task.val.weights.detection=1",  # equal validation shares (the default gives detection 4)
             f"paths.data_dir={tmp_path}",
             *overrides,
         )
