@@ -168,7 +168,7 @@ class CocoImages:
     only (4x faster): the per-area metrics (`ap_small`, ..., `ar_large`) are then NaN.
     """
 
-    def __init__(self, records: list[dict], predictions: list[list[dict]], by_area: bool = True):
+    def __init__(self, records: list[dict], predictions: list[list[dict]], *, by_area: bool = True):
         self._ev = _evaluated(records, predictions)
         self._by_area = by_area
 
@@ -176,19 +176,20 @@ class CocoImages:
         """`coco_eval` of `[records[i] for i in idx]` and their predictions, up to float summation order."""
         ev, params = self._ev, self._ev._paramsEval
         n_img, n_area = len(params.imgIds), len(params.areaRng)
+        areas = range(n_area if self._by_area else 1)  # "all" is COCOeval's first area range
         sub = copy.copy(ev)  # the evaluated COCOeval, with this resample's images in place of the set's
         # evalImgs is laid out category-major, then area range, then image (COCOeval.evaluate).
         sub.evalImgs = [
             ev.evalImgs[(k * n_area + a) * n_img + int(i)]
             for k in range(len(params.catIds))
-            for a in range(n_area)
+            for a in areas
             for i in idx
         ]
         sub._paramsEval = copy.copy(params)
         sub._paramsEval.imgIds = list(range(1, len(idx) + 1))
+        sub._paramsEval.areaRng = params.areaRng[: len(areas)]
+        sub._paramsEval.areaRngLbl = params.areaRngLbl[: len(areas)]
         sub.params = copy.copy(sub._paramsEval)
-        if not self._by_area:  # "all" is COCOeval's first area range, so its evalImgs offset stays 0
-            sub.params.areaRng, sub.params.areaRngLbl = params.areaRng[:1], params.areaRngLbl[:1]
         return _summary(sub)
 
 

@@ -34,8 +34,8 @@ def _ap_diff_ci(
     recs = list(records)
     # Each side's images are matched once; a resample only re-accumulates them (CocoImages).
     by_area = metric.endswith(("_small", "_medium", "_large"))
-    s_images = CocoImages(recs, [row["predictions"] for row in start], by_area)
-    e_images = CocoImages(recs, [row["predictions"] for row in end], by_area)
+    s_images = CocoImages(recs, [row["predictions"] for row in start], by_area=by_area)
+    e_images = CocoImages(recs, [row["predictions"] for row in end], by_area=by_area)
     idx = np.arange(len(recs))
     s_ap, e_ap = s_images(idx)[metric], e_images(idx)[metric]
     if len(recs) < 2:

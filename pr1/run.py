@@ -138,8 +138,9 @@ def train(cfg: DictConfig) -> dict:
     return result
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def _fmt(value: float | None, sign: str = "") -> str:
+    """Four decimals; "n/a" for what metrics.json stores as null (NaN: an interval of fewer than 2 images)."""
+    return "n/a" if value is None or value != value else f"{value:{sign}.4f}"
 
 
 def print_summary(result: dict, run_dir: Path) -> None:
@@ -157,8 +158,8 @@ def print_summary(result: dict, run_dir: Path) -> None:
         )
     for name, d in (result.get("improvement") or {}).items():
         lines.append(
-            f"  val/{name}  start {_fmt(d['start'])} -> end {_fmt(d['end'])}: change {d['diff']:+.4f} "
-            f"(95% CI [{d['lo']:+.4f}, {d['hi']:+.4f}], {d['n']} images, {d['method']})"
+            f"  val/{name}  start {_fmt(d['start'])} -> end {_fmt(d['end'])}: change {_fmt(d['diff'], '+')} "
+            f"(95% CI [{_fmt(d['lo'], '+')}, {_fmt(d['hi'], '+')}], {d['n']} images, {d['method']})"
         )
     for split, report in (result.get("skipped") or {}).items():
         if report["skipped"]:

@@ -69,8 +69,14 @@ def test_module_entry_point_runs_eval(monkeypatch, tmp_path, data_dir):
 )
 def test_sampling_headroom_on_the_tiny_model(compose, tmp_path, data_dir, task, names):
     """`+eval.samples=G`: greedy / sampled / best-of-G rewards per sub-task of a mixture, or for one task."""
+    shares = ["task.val.weights.detection=1"] if task == "perception" else []  # one image per task
     cfg = compose(
-        f"task={task}", *TINY, f"paths.data_dir={data_dir}", f"paths.run_dir={tmp_path}", "+eval.samples=3"
+        f"task={task}",
+        *TINY,
+        *shares,
+        f"paths.data_dir={data_dir}",
+        f"paths.run_dir={tmp_path}",
+        "+eval.samples=3",
     )
     pr1_eval.evaluate(cfg)
     summary = json.loads((tmp_path / "eval_metrics.json").read_text())["sampling"]

@@ -143,8 +143,9 @@ def test_coco_crowd_regions_are_ignored():
 
 
 def random_detection_set(seed: int, n: int = 24) -> tuple[list[dict], list[list[dict]]]:
-    """Records of 0-3 objects (3 classes, some crowd regions; no `categories`, so each resample has its own)
-    and predictions near and far from them, some labelled outside the classes, scores partly tied."""
+    """Records of 0-3 objects (3 classes, some crowd regions, a few records listing `categories`, so a
+    resample's category set depends on its records) and predictions near and far from them, some labelled
+    outside the classes, scores partly tied."""
     rng = np.random.default_rng(seed)
     labels = ["cat", "dog", "bird"]
 
@@ -165,8 +166,9 @@ def random_detection_set(seed: int, n: int = 24) -> tuple[list[dict], list[list[
             for o in objects
             if rng.random() < 0.8
         ]
-        stray = [{"label": str(rng.choice(labels)), "box": box(), "score": 1.0}] * int(rng.integers(2))
-        records.append({**rec("detection", objects), "crowd": crowd})
+        stray = [{"label": str(rng.choice(labels)), "box": box(), "score": 1.0} for _ in range(i % 2)]
+        listed = {"categories": [*labels, "eel"]} if i % 5 == 0 else {}  # some name every class, one unseen
+        records.append({**rec("detection", objects), "crowd": crowd, **listed})
         predictions.append(preds + stray)
     return records, predictions
 

@@ -114,6 +114,17 @@ def test_shares_are_proportional_and_sum_to_n():
             shares(4, bad)
 
 
+def test_a_weighted_task_left_without_records_is_logged(caplog):
+    """n too small for the weights (the default validation gives detection 4 of 7 shares) is logged."""
+    parts = {"a": [{"id": 1}], "b": [{"id": 2}], "z": [{"id": 3}]}
+    with caplog.at_level("WARNING", logger="pr1"):
+        out = load_mixture(parts, n=2, weights={"a": 1, "b": 4, "z": 0})
+    assert [r["task"] for r in out] == ["b", "b"]
+    assert [m for m in caplog.messages if "gets 0 of the 2 records" in m] == [
+        "mixture task 'a' (weight 1) gets 0 of the 2 records: raise n"
+    ]
+
+
 def test_load_mixture_tags_cycles_and_styles():
     parts = {"a": [{"id": 1}], "b": [{"id": 2}, {"id": 3}]}
     out = load_mixture(parts, n=6, weights={"a": 1, "b": 2}, styles=[False, True])

@@ -259,3 +259,26 @@ def test_git_commit_flags_a_run_made_from_uncommitted_code(tmp_path, monkeypatch
     assert git_commit(repo / "results" / "s") == head  # from a subfolder, the whole checkout counts
     (repo / "a.yaml").write_text("lr: 2\n")
     assert git_commit(repo / "results") == f"{head}+dirty"
+
+
+def test_run_summary_prints_an_interval_metrics_json_stored_as_null(tmp_path, capsys):
+    """A task validated on one image has no interval (NaN, null in metrics.json): the summary says n/a."""
+    from pr1.run import print_summary
+
+    one = {"start": 0.0, "end": 1.0, "diff": 1.0, "lo": None, "hi": None, "n": 1, "method": "paired t"}
+    two = {"start": 0.5, "end": 1.0, "diff": 0.5, "lo": -5.853, "hi": 6.853, "n": 2, "method": "paired t"}
+    result = {
+        "task_metric": "val/score",
+        "steps": 4,
+        "wall_time_s": 3.0,
+        "reward_start": None,
+        "reward_end": 1.5,
+        "final": {"val/score": 0.25},
+        "best": {"val/score": 0.25},
+        "improvement": {"ocr/f1": one, "grounding/acc50": two},
+    }
+    print_summary(result, tmp_path)
+    out = capsys.readouterr().out
+    assert "val/ocr/f1  start 0.0000 -> end 1.0000: change +1.0000 (95% CI [n/a, n/a], 1 images" in out
+    assert "change +0.5000 (95% CI [-5.8530, +6.8530], 2 images" in out
+    assert "first 20% of steps: n/a   last 20%: 1.5000" in out

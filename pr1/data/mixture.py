@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 
 from pr1.data.records import Records, merge_reports
+
+log = logging.getLogger("pr1")
 
 
 def shares(n: int, weights: Mapping[str, float]) -> dict[str, int]:
@@ -44,6 +47,10 @@ def load_mixture(
         part = parts[name]
         if k and not part:
             raise ValueError(f"mixture task {name!r} has no records but weight {weights[name]}")
+        if not k and weights[name] > 0:
+            log.warning(
+                "mixture task %r (weight %s) gets 0 of the %d records: raise n", name, weights[name], n
+            )
         out += [{**part[i % len(part)], "task": name} for i in range(k)]
     if styles:
         out = [{**r, "thinking": bool(styles[i % len(styles)])} for i, r in enumerate(out)]
