@@ -44,6 +44,8 @@ COCO_STATS = (
     "ar_medium",
     "ar_large",
 )
+# The COCO_STATS of one object-size range: a CocoImages resample gives them only with by_area=True.
+AREA_STATS = tuple(k for k in COCO_STATS if k.endswith(("_small", "_medium", "_large")))
 
 Result = tuple[dict[str, float], list[dict]]  # (aggregate metrics, one row per record)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from pr1.metrics import CocoImages
+from pr1.metrics import AREA_STATS, CocoImages
 from pr1.stats import LEVEL, Interval, paired_diff_ci
 from pr1.tasks.base import Task
 
@@ -33,7 +33,7 @@ def _ap_diff_ci(
     image's predictions)."""
     recs = list(records)
     # Each side's images are matched once; a resample only re-accumulates them (CocoImages).
-    by_area = metric.endswith(("_small", "_medium", "_large"))
+    by_area = metric in AREA_STATS
     s_images = CocoImages(recs, [row["predictions"] for row in start], by_area=by_area)
     e_images = CocoImages(recs, [row["predictions"] for row in end], by_area=by_area)
     idx = np.arange(len(recs))
