@@ -21,7 +21,7 @@ class RecordDataModule(L.LightningDataModule):
         prompts_per_step: int,
         seed: int,
         num_workers: int = 0,
-        val_batch_size: int = 16,
+        val_batch_size: int = 64,
     ):
         super().__init__()
         self.train_set = RecordDataset(train)

@@ -9,7 +9,7 @@ config and decoding), and the metrics are the task's (`Task.evaluate`, same pars
 Writes into `paths.run_dir` (set it to keep evals apart: `paths.run_dir=results/eval/<name>`):
 - `eval_metrics.json` (atomic): task, model, record count and the metrics;
 - `predictions.jsonl`: one row per record (ground truth, completion, parsed prediction, per-sample scores).
-Batch size: `data.val_batch_size` if the config has it (`+data.val_batch_size=4`), else 16, as in training.
+Batch size: `data.val_batch_size`, as in training.
 
 `+eval.samples=G` (and optionally `+eval.temperature=T`, default 1) also samples G completions per record, as
 a rollout does, and reports per task the mean reward of the greedy answer, of the samples and of the best of
@@ -39,7 +39,6 @@ from pr1.results import write_json_atomic
 from pr1.tasks import Task
 
 log = logging.getLogger("pr1")
-DEFAULT_BATCH_SIZE = 16  # the in-training validation batch size (RecordDataModule.val_batch_size)
 
 
 def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
@@ -93,7 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     records = instantiate(cfg.task.val)
     loader = DataLoader(
         RecordDataset(records),
-        batch_size=int(OmegaConf.select(cfg, "data.val_batch_size", default=DEFAULT_BATCH_SIZE)),
+        batch_size=int(cfg.data.val_batch_size),
         shuffle=False,
         collate_fn=collate_records,
         num_workers=int(cfg.data.num_workers),

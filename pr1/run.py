@@ -40,6 +40,7 @@ def build_data(cfg: DictConfig) -> RecordDataModule:
         int(cfg.objective.prompts_per_step),
         int(cfg.seed),
         num_workers=int(cfg.data.num_workers),
+        val_batch_size=int(cfg.data.val_batch_size),
     )
 
 

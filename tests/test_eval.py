@@ -32,7 +32,7 @@ def test_evaluate_writes_metrics_and_predictions(compose, tmp_path, data_dir, ca
         *TINY,
         f"paths.data_dir={data_dir}",
         f"paths.run_dir={run_dir}",
-        "+data.val_batch_size=3",
+        "data.val_batch_size=3",
     )
     metrics = pr1_eval.evaluate(cfg)
 
@@ -116,3 +116,25 @@ def test_bad_sampling_options_fail_clearly(compose, tmp_path):
     cfg = compose(*TINY, f"paths.run_dir={tmp_path}", "+eval.samples=2", "+eval.temperature=0")
     with pytest.raises(ValueError, match="eval.temperature"):
         pr1_eval.evaluate(cfg)
+
+
+def test_greedy_answers_do_not_depend_on_the_validation_batch_size(compose, tmp_path, data_dir):
+    """`data.val_batch_size` says how validation runs, not what it measures (so it is no part of an arm id):
+    the shipped policy's fp32 greedy answers are the same one prompt at a time and batched with left padding
+    across the four tasks' prompts of different lengths."""
+    completions = []
+    for size in (1, 8):
+        run_dir = tmp_path / f"bs{size}"
+        cfg = compose(
+            "mode=eval",
+            "task.val.n=8",
+            "task.val_max_new_tokens=40",
+            f"paths.data_dir={data_dir}",
+            f"paths.run_dir={run_dir}",
+            f"data.val_batch_size={size}",
+        )
+        pr1_eval.evaluate(cfg)
+        rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+        completions.append([(r["id"], r["completion"]) for r in rows])
+    assert len(completions[0]) == 8 and len({c for _, c in completions[0]}) > 1
+    assert completions[0] == completions[1]
