@@ -282,18 +282,8 @@ def _portable(node):
 
 
 # A committed sweep's records were made by what its file composes today, apart from the dotted keys (or whole
-# nodes) named here: headline and objective validated detection on 128 images of seed 12345 (in a 512-image
-# mixture), before the default's detection set became 512 fresh images (README, "The paper's ablations");
-# their training is unchanged.
-_OLD_DETECTION_VAL = {
-    "task.val.n",
-    "task.val.weights.detection",
-    "task.tasks.detection.val.n",
-    "task.tasks.detection.val.seed",
-    "task.val.parts.detection.n",
-    "task.val.parts.detection.seed",
-}
-STALE_SWEEPS = {"headline": _OLD_DETECTION_VAL, "objective": _OLD_DETECTION_VAL}
+# nodes) named here, per sweep: none at present.
+STALE_SWEEPS: dict[str, set[str]] = {}
 # Keys added to the config after committed sweeps ran, absent from their records; each says how a run runs,
 # not what it measures (data.val_batch_size: they validated 16 prompts per generate, which gives the same
 # greedy answers, tests/test_eval.py), so they are also left out of arm ids (arm_exclude).
